@@ -1,0 +1,53 @@
+"""The HTTP process edge: a FastAPI app with health probes and the routing API."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hexcity import __version__
+from hexcity.infra import get_logger
+from hexcity.kernel import HexcityError
+from hexcity.routing import RoutingService, build_router
+from hexcity.routing.http import json_response
+
+log = get_logger(__name__)
+
+
+def create_app(service: RoutingService) -> FastAPI:
+    """The app; ``service`` may still be loading (readiness says when it is not)."""
+    app = FastAPI(title="hexcity", version=__version__, docs_url="/docs", redoc_url=None)
+    app.include_router(build_router(service))
+
+    @app.get("/health/live")
+    async def live() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/health/ready")
+    async def ready() -> Response:
+        status = service.status()
+        return json_response(status, 200 if service.ready else 503)
+
+    @app.exception_handler(HexcityError)
+    async def hexcity_error(_: Request, exc: HexcityError) -> Response:
+        status = 413 if exc.code == "TooBig" else exc.status
+        return json_response({"code": exc.code, "message": exc.message}, status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return json_response({"code": "InvalidUrl", "message": f"URL {request.url.path} is not valid"}, 400)
+        return json_response({"code": "InvalidQuery", "message": str(exc.detail)}, exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+        return json_response({"code": "InvalidQuery", "message": str(exc.errors()[:3])}, 400)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled_error", error=type(exc).__name__)
+        return json_response({"code": "InternalError", "message": "internal error"}, 500)
+
+    return app

@@ -1,0 +1,115 @@
+"""The composition root: the only place that builds concrete adapters and wires them together."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from hexcity.infra import get_logger
+from hexcity.kernel import HexcityError
+from hexcity.routing import (
+    Limits,
+    RoutingEngine,
+    RoutingService,
+    RoutingSettings,
+    build_graph,
+    cached_graph_dir,
+    canonical_profile_name,
+    read_manifest,
+)
+
+log = get_logger(__name__)
+
+
+def limits_from(settings: RoutingSettings) -> Limits:
+    return Limits(
+        max_table_size=settings.max_table_size,
+        max_route_points=settings.max_route_points,
+        max_nearest_number=settings.max_nearest_number,
+        max_snap_distance_m=settings.max_snap_distance_m,
+        max_isochrone_contours=settings.max_isochrone_contours,
+        max_isochrone_minutes=settings.max_isochrone_minutes,
+        isochrone_buffer_m=settings.isochrone_buffer_m,
+    )
+
+
+def ensure_graph(pbf: Path, profile: str, settings: RoutingSettings,
+                 progress: Callable[[str, int, int], None] | None = None) -> Path:
+    """The cached artefact for (pbf, profile), building it first if it is missing or unreadable."""
+    target = cached_graph_dir(settings.cache_dir, pbf, profile)
+    try:
+        read_manifest(target)
+        return target
+    except HexcityError:
+        log.info("graph_build_start", pbf=str(pbf), profile=profile, out=str(target))
+        result = build_graph(pbf, profile, target, progress=progress)
+        log.info("graph_build_done", profile=profile, graph_version=result.graph_version,
+                 import_s=round(result.import_s, 2), contract_s=round(result.contract_s, 2))
+        return result.path
+
+
+def open_engine(path: Path, settings: RoutingSettings, limits: Limits) -> RoutingEngine:
+    engine = RoutingEngine.open(path, limits=limits, verify=settings.verify_checksums, workers=settings.workers)
+    if settings.cache_enabled:
+        attach_table_cache(engine, settings)
+    return engine
+
+
+def attach_table_cache(engine: RoutingEngine, settings: RoutingSettings) -> None:
+    """Put the H3 semantic cache in front of the engine's table (memory, or Redis if configured)."""
+    from hexcity.routing.adapters.cache_stores import MemoryCellStore, RedisCellStore
+    from hexcity.routing.ports import CellStore
+    from hexcity.routing.table_cache import SemanticTableCache
+
+    store: CellStore
+    if settings.cache_redis_url:
+        import redis
+
+        client = redis.Redis.from_url(settings.cache_redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        store = RedisCellStore(client, key_prefix="hexcity:")
+    else:
+        store = MemoryCellStore(max_entries=settings.cache_max_entries)
+    engine.attach_cache(lambda e: SemanticTableCache(
+        e.exact_table_arrays, store, e.graph_version, e.profile,
+        resolution=settings.cache_resolution, ttl_s=settings.cache_ttl_s,
+    ))
+
+
+def start_loading(
+    service: RoutingService,
+    settings: RoutingSettings,
+    *,
+    graphs: list[Path] | None = None,
+    pbf: Path | None = None,
+    profiles: list[str] | None = None,
+) -> threading.Thread:
+    """Load (and for ``pbf`` build if needed) every profile in a background thread.
+
+    The HTTP server is up meanwhile; readiness turns true once every profile is loaded.
+    """
+    limits = service.limits
+    if graphs:
+        names = [str(read_manifest(g)["profile"]) for g in graphs]
+        jobs = list(zip(names, graphs, strict=True))
+    else:
+        if pbf is None:
+            raise ValueError("give graphs or a pbf")
+        jobs = [(canonical_profile_name(p), None) for p in (profiles or settings.profiles)]
+    service.expect([name for name, _ in jobs])
+
+    def run() -> None:
+        for name, path in jobs:
+            try:
+                graph_dir = path if path is not None else ensure_graph(pbf, name, settings)  # type: ignore[arg-type]
+                service.add(open_engine(graph_dir, settings, limits))
+            except HexcityError as exc:
+                log.error("profile_failed", profile=name, code=exc.code, error=exc.message)
+                service.fail(name, exc.message)
+            except Exception as exc:  # a loader thread must report, never die silently
+                log.exception("profile_failed", profile=name)
+                service.fail(name, f"{type(exc).__name__}: {exc}")
+
+    thread = threading.Thread(target=run, name="graph-loader", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,145 @@
+"""The ``hexcity`` command line: build graphs and serve the routing API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hexcity import __version__
+from hexcity.infra import configure_logging
+from hexcity.kernel import HexcityError
+
+app = typer.Typer(help="hexcity: the backend of an on-demand super-app.", no_args_is_help=True)
+routing_app = typer.Typer(help="Road routing: build graph artefacts.", no_args_is_help=True)
+app.add_typer(routing_app, name="routing")
+console = Console(stderr=True)
+
+STAGE_LABELS = {"read": "reading OSM", "build": "building network", "contract": "contracting", "write": "writing"}
+
+
+class _Bar:
+    """Adapts the pipeline's progress(stage, done, total) callback to a rich progress bar."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._tasks: dict[str, TaskID] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self._tasks:
+            label = STAGE_LABELS.get(stage, stage)
+            self._tasks[stage] = self._progress.add_task(label, total=total or None)
+        self._progress.update(self._tasks[stage], completed=done, total=total or None)
+
+
+def _fail(exc: HexcityError) -> None:
+    console.print(f"[red]error[/red] {exc.code}: {exc.message}")
+    raise typer.Exit(code=2)
+
+
+@app.callback()
+def main(
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
+    log_json: Annotated[bool, typer.Option(help="log JSON lines")] = False,
+) -> None:
+    try:
+        configure_logging(log_level, json=log_json)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.command()
+def version() -> None:
+    """Print the hexcity version."""
+    typer.echo(__version__)
+
+
+@routing_app.command("build")
+def routing_build(
+    pbf: Annotated[Path, typer.Argument(help="an .osm.pbf (or .osm) extract")],
+    profile: Annotated[str, typer.Option(help="car, bike or foot")] = "car",
+    out: Annotated[Path, typer.Option(help="artefact directory to write")] = Path("graphs/out"),
+) -> None:
+    """Import an OSM extract for one profile, contract it, and write a graph artefact."""
+    from hexcity.routing import build_graph
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console) as progress:
+        try:
+            result = build_graph(pbf, profile, out, progress=_Bar(progress))
+        except HexcityError as exc:
+            progress.stop()
+            _fail(exc)
+            return
+    r = result.report
+    table = Table(title=f"{result.path} ({result.graph_version})")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for key, value in [
+        ("ways read / routable", f"{r.ways_read:,} / {r.ways_routable:,}"),
+        ("restrictions read / applied", f"{r.restrictions_read:,} / {r.restrictions_applied:,}"),
+        ("nodes kept / dropped (not in largest SCC)", f"{r.nodes_kept:,} / {r.nodes_dropped_scc:,}"),
+        ("chains kept / dropped", f"{r.chains_kept:,} / {r.chains_dropped_scc:,}"),
+        ("blocking barriers", f"{r.barriers_blocking:,}"),
+        ("shortcuts", f"{result.shortcuts:,}"),
+        ("import / contract", f"{result.import_s:.2f} s / {result.contract_s:.2f} s"),
+    ]:
+        table.add_row(key, value)
+    Console().print(table)
+
+
+@routing_app.command("info")
+def routing_info(graph: Annotated[Path, typer.Argument(help="an artefact directory")]) -> None:
+    """Print an artefact's manifest."""
+    from hexcity.routing import read_manifest
+
+    try:
+        manifest = read_manifest(graph)
+    except HexcityError as exc:
+        _fail(exc)
+        return
+    manifest.pop("files", None)
+    typer.echo(json.dumps(manifest, indent=2))
+
+
+@app.command()
+def serve(
+    map_file: Annotated[Path | None, typer.Option("--map", help="an .osm.pbf: build (or reuse cached) graphs")] = None,
+    graph: Annotated[list[Path] | None, typer.Option("--graph", help="a prebuilt artefact dir (repeatable)")] = None,
+    profile: Annotated[list[str] | None, typer.Option(help="profiles to serve with --map (default car,bike,foot)")] = None,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 5000,
+) -> None:
+    """Serve the OSRM-compatible routing API (readiness turns true once graphs are loaded)."""
+    import uvicorn
+
+    from hexcity.api import create_app
+    from hexcity.bootstrap import limits_from, start_loading
+    from hexcity.routing import RoutingService, RoutingSettings
+
+    if (map_file is None) == (not graph):
+        console.print("[red]error[/red] give exactly one of --map PBF or --graph DIR")
+        raise typer.Exit(code=2)
+    settings = RoutingSettings()
+    if map_file is not None and not map_file.is_file():
+        console.print(f"[red]error[/red] InvalidMapFile: map file {map_file} does not exist")
+        raise typer.Exit(code=2)
+    service = RoutingService(limits_from(settings))
+    try:
+        start_loading(service, settings, graphs=list(graph or []), pbf=map_file, profiles=profile or None)
+    except HexcityError as exc:
+        _fail(exc)
+    console.print(f"hexcity {__version__} serving on http://{host}:{port} (profiles: {', '.join(service.profiles())})")
+    console.print("Map data © OpenStreetMap contributors (ODbL)")
+    uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False,
+                http="httptools", loop="uvloop", timeout_graceful_shutdown=10)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

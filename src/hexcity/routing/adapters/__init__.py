@@ -1,0 +1,1 @@
+"""Implementations of the routing ports: OSM reading, graph artefacts, cache stores."""

@@ -1,0 +1,1 @@
+"""Pure routing model and algorithms: profiles, road network, contraction hierarchies, queries."""

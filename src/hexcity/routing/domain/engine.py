@@ -1,0 +1,261 @@
+"""The query engine of one profile: nearest, route, table, isochrone on a contracted graph.
+
+Pure computation over the arrays of a loaded artefact. Searches run in numba-compiled code that
+releases the GIL; each concurrent query borrows its own workspace from a bounded pool.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from hexcity.kernel import LatLng
+from hexcity.routing.domain.ch_query import QueryGraph, Workspace, reset, route_query, table_query, unpack_path
+from hexcity.routing.domain.contraction import INF
+from hexcity.routing.domain.network import RoadNetwork
+from hexcity.routing.domain.phantom import ChainArcs, Phantom, make_phantom, same_chain_cost, seeds_csr
+from hexcity.routing.domain.snapping import Snap, SnapIndex
+from hexcity.routing.errors import NoRoute, NoSegment
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One leg between consecutive waypoints."""
+
+    duration_s: float
+    distance_m: float
+    geometry: list[LatLng]
+    arcs: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    duration_s: float
+    distance_m: float
+    geometry: list[LatLng]
+    legs: list[Leg]
+    waypoints: list[Snap]
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """Row-major durations (s) and distances (m); nan where unreachable."""
+
+    durations_s: F64
+    distances_m: F64
+    sources: list[Snap]
+    destinations: list[Snap]
+
+
+class Engine:
+    """Queries on one profile's network and hierarchy."""
+
+    def __init__(self, network: RoadNetwork, query: QueryGraph, *, max_workspaces: int = 8) -> None:
+        self.network = network
+        self.query = query
+        self.snap_index = SnapIndex(network)
+        self.chain_arcs = ChainArcs(network)
+        self._pool: queue.LifoQueue[Workspace] = queue.LifoQueue(maxsize=max_workspaces)
+        for _ in range(max_workspaces):
+            self._pool.put(_LazyWorkspace(network.n_nodes))  # type: ignore[arg-type]
+
+    # -- snapping -------------------------------------------------------------------------------
+    def snap(self, point: LatLng, max_distance_m: float) -> Snap:
+        """Closest road point; raises NoSegment if none lies within ``max_distance_m``."""
+        found = self.snap_index.nearest(point, 1, max_distance_m)
+        if not found:
+            raise NoSegment(
+                f"Could not find a matching segment for coordinate {point.lng:.6f},{point.lat:.6f} "
+                f"within {max_distance_m:.0f} m"
+            )
+        return found[0]
+
+    def nearest(self, point: LatLng, number: int, max_distance_m: float) -> list[Snap]:
+        found = self.snap_index.nearest(point, number, max_distance_m)
+        if not found:
+            raise NoSegment(f"No road within {max_distance_m:.0f} m of {point.lng:.6f},{point.lat:.6f}")
+        return found
+
+    def phantom(self, snap: Snap) -> Phantom:
+        return make_phantom(self.network, self.chain_arcs, snap)
+
+    # -- route ----------------------------------------------------------------------------------
+    def route(self, snaps: Sequence[Snap]) -> Route:
+        """Fastest route through the snapped waypoints in order; raises NoRoute."""
+        phantoms = [self.phantom(s) for s in snaps]
+        legs = [self._leg(a, b) for a, b in zip(phantoms[:-1], phantoms[1:], strict=True)]
+        geometry: list[LatLng] = []
+        for leg in legs:
+            geometry.extend(leg.geometry if not geometry else leg.geometry[1:])
+        return Route(
+            duration_s=sum(leg.duration_s for leg in legs),
+            distance_m=sum(leg.distance_m for leg in legs),
+            geometry=geometry,
+            legs=legs,
+            waypoints=list(snaps),
+        )
+
+    def _leg(self, src: Phantom, dst: Phantom) -> Leg:
+        direct = same_chain_cost(src, dst)
+        s_first, s_nodes, s_w, s_d = seeds_csr([src], as_source=True)
+        t_first, t_nodes, t_w, t_d = seeds_csr([dst], as_source=False)
+        q = self.query
+        with self._workspace() as ws:
+            best_w, best_d, meet, ntf, ntb = route_query(
+                s_nodes, s_w, s_d, t_nodes, t_w, t_d,
+                q.fwd_first, q.fwd_to, q.fwd_weight, q.fwd_dist, q.fwd_edge,
+                q.bwd_first, q.bwd_to, q.bwd_weight, q.bwd_dist, q.bwd_edge,
+                ws.dist_f, ws.dd_f, ws.par_f, ws.dist_b, ws.dd_b, ws.par_b, ws.touched_f, ws.touched_b,
+                ws.hf_node, ws.hf_key, ws.hf_pos, ws.hb_node, ws.hb_key, ws.hb_pos,
+            )
+            try:
+                if direct is not None and (meet < 0 or direct <= (best_w, best_d)):
+                    return self._direct_leg(src, dst, direct)
+                if meet < 0:
+                    raise NoRoute("Impossible route between points")
+                arcs, first_node, last_node = unpack_path(
+                    meet, ws.par_f, ws.par_b, q.edge_tail, q.edge_head, q.edge_child1, q.edge_child2, q.n_arcs
+                )
+            finally:
+                reset(ws.dist_f, ws.dd_f, ws.par_f, ws.touched_f, ntf)
+                reset(ws.dist_b, ws.dd_b, ws.par_b, ws.touched_b, ntb)
+        geometry = self._leg_geometry(src, dst, arcs, int(first_node), int(last_node))
+        return Leg(
+            duration_s=best_w / 1000.0,
+            distance_m=best_d / 100.0,
+            geometry=geometry,
+            arcs=tuple(int(a) for a in arcs),
+        )
+
+    def _direct_leg(self, src: Phantom, dst: Phantom, cost: tuple[int, int]) -> Leg:
+        forward = dst.snap.offset_m >= src.snap.offset_m and src.fwd_head >= 0
+        coords = self._chain_between(src.snap, dst.snap, forward)
+        return Leg(duration_s=cost[0] / 1000.0, distance_m=cost[1] / 100.0, geometry=coords, arcs=())
+
+    def _leg_geometry(self, src: Phantom, dst: Phantom, arcs: I64, first: int, last: int) -> list[LatLng]:
+        net = self.network
+        out = [src.snap.location]
+        leaves_forward = first == src.fwd_head and (
+            src.bwd_head != first or self._seed_cost(src, True) <= self._seed_cost(src, False)
+        )
+        out.extend(self._chain_to_end(src.snap, forward=leaves_forward))
+        for arc in arcs.tolist():
+            out.extend(self._chain_coords(int(net.arc_chain[arc]), bool(net.arc_forward[arc]))[1:])
+        arrives_forward = last in dst.fwd_tails and (
+            last not in dst.bwd_tails or self._target_cost(dst, True) <= self._target_cost(dst, False)
+        )
+        out.extend(self._chain_from_start(dst.snap, forward=arrives_forward))
+        out.append(dst.snap.location)
+        return _dedupe(out)
+
+    @staticmethod
+    def _seed_cost(p: Phantom, forward: bool) -> tuple[int, int]:
+        if forward:
+            return (p.fwd_weight_ms - p.to_start_fwd_ms, p.dist_cm - p.offset_cm)
+        return (p.to_start_bwd_ms, p.offset_cm)
+
+    @staticmethod
+    def _target_cost(p: Phantom, forward: bool) -> tuple[int, int]:
+        if forward:
+            return (p.to_start_fwd_ms, p.offset_cm)
+        return (p.bwd_weight_ms - p.to_start_bwd_ms, p.dist_cm - p.offset_cm)
+
+    def _chain_coords(self, chain: int, forward: bool) -> list[LatLng]:
+        net = self.network
+        lo, hi = int(net.geom_offset[chain]), int(net.geom_offset[chain + 1])
+        pts = [LatLng(float(a), float(b)) for a, b in zip(net.geom_lat[lo:hi], net.geom_lon[lo:hi], strict=True)]
+        return pts if forward else pts[::-1]
+
+    def _chain_to_end(self, snap: Snap, *, forward: bool) -> list[LatLng]:
+        pts = self._chain_coords(snap.chain, True)
+        return pts[snap.segment + 1 :] if forward else pts[: snap.segment + 1][::-1]
+
+    def _chain_from_start(self, snap: Snap, *, forward: bool) -> list[LatLng]:
+        pts = self._chain_coords(snap.chain, True)
+        return pts[: snap.segment + 1] if forward else pts[snap.segment + 1 :][::-1]
+
+    def _chain_between(self, a: Snap, b: Snap, forward: bool) -> list[LatLng]:
+        pts = self._chain_coords(a.chain, True)
+        if forward:
+            inner = pts[a.segment + 1 : b.segment + 1]
+        else:
+            inner = pts[b.segment + 1 : a.segment + 1][::-1]
+        return _dedupe([a.location, *inner, b.location])
+
+    # -- table ----------------------------------------------------------------------------------
+    def table(self, sources: Sequence[Snap], destinations: Sequence[Snap]) -> Table:
+        """Many-to-many durations and distances (bucket CH); nan where unreachable."""
+        src_p = [self.phantom(s) for s in sources]
+        dst_p = src_p if sources is destinations else [self.phantom(s) for s in destinations]
+        s_first, s_nodes, s_w, s_d = seeds_csr(src_p, as_source=True)
+        t_first, t_nodes, t_w, t_d = seeds_csr(dst_p, as_source=False)
+        res_w = np.full((len(src_p), len(dst_p)), INF, dtype=np.int64)
+        res_d = np.full((len(src_p), len(dst_p)), INF, dtype=np.int64)
+        q = self.query
+        with self._workspace() as ws:
+            table_query(
+                s_first, s_nodes, s_w, s_d, t_first, t_nodes, t_w, t_d,
+                q.fwd_first, q.fwd_to, q.fwd_weight, q.fwd_dist,
+                q.bwd_first, q.bwd_to, q.bwd_weight, q.bwd_dist,
+                ws.dist_f, ws.dd_f, ws.par_f, ws.touched_f, ws.hf_node, ws.hf_key, ws.hf_pos, res_w, res_d,
+            )
+        self._same_chain_fixup(src_p, dst_p, res_w, res_d)
+        unreachable = res_w >= INF
+        durations = np.where(unreachable, np.nan, res_w / 1000.0)
+        distances = np.where(unreachable, np.nan, res_d / 100.0)
+        return Table(durations, distances, list(sources), list(destinations))
+
+    @staticmethod
+    def _same_chain_fixup(src: list[Phantom], dst: list[Phantom], res_w: I64, res_d: I64) -> None:
+        by_chain: dict[int, list[int]] = {}
+        for j, p in enumerate(dst):
+            by_chain.setdefault(p.chain, []).append(j)
+        for i, p in enumerate(src):
+            for j in by_chain.get(p.chain, ()):
+                direct = same_chain_cost(p, dst[j])
+                if direct is not None and direct < (int(res_w[i, j]), int(res_d[i, j])):
+                    res_w[i, j], res_d[i, j] = direct
+
+    # -- helpers --------------------------------------------------------------------------------
+    @contextmanager
+    def _workspace(self) -> Iterator[Workspace]:
+        item = self._pool.get(timeout=30.0)
+        try:
+            ws = item.get() if isinstance(item, _LazyWorkspace) else item
+        except BaseException:
+            self._pool.put(item)
+            raise
+        try:
+            yield ws
+        finally:
+            self._pool.put(ws)
+
+
+class _LazyWorkspace:
+    """A workspace allocated on first use, so an idle pool costs no memory."""
+
+    def __init__(self, n_nodes: int) -> None:
+        self._n = n_nodes
+
+    def get(self) -> Workspace:
+        return Workspace(self._n)
+
+
+def _dedupe(points: list[LatLng]) -> list[LatLng]:
+    out: list[LatLng] = []
+    for p in points:
+        if not out or (not math.isclose(p.lat, out[-1].lat, abs_tol=1e-9) or
+                       not math.isclose(p.lng, out[-1].lng, abs_tol=1e-9)):
+            out.append(p)
+    if len(out) == 1:
+        out.append(out[0])
+    return out

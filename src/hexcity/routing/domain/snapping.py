@@ -1,0 +1,133 @@
+"""Snapping a coordinate to the closest point on a road segment (not the closest node).
+
+Segments are cut into pieces no longer than ``PIECE_M`` and the pieces' midpoints go into a k-d
+tree in a local equirectangular projection (metres). Any point of a piece lies within
+``PIECE_M / 2`` of its midpoint, so after the nearest candidates give a distance ``d``, a ball
+query of radius ``d + PIECE_M / 2`` is guaranteed to contain the closest segment; the exact
+point-to-segment distance then decides. The projection is accurate for city- and region-sized
+extracts; snap distances are reported as great-circle distances.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.spatial import cKDTree
+
+from hexcity.kernel import EARTH_RADIUS_M, LatLng, haversine_m
+from hexcity.routing.domain.network import RoadNetwork
+
+PIECE_M = 40.0
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class Snap:
+    """A point snapped onto chain ``chain`` at segment ``segment`` (vertex index within the chain).
+
+    ``fraction`` is the position along that segment (0 = its first vertex). ``offset_m`` is the
+    distance from the chain start. ``distance_m`` is from the input to ``location``.
+    """
+
+    input: LatLng
+    location: LatLng
+    chain: int
+    segment: int
+    fraction: float
+    offset_m: float
+    distance_m: float
+
+
+class SnapIndex:
+    """Nearest-segment index over a network's chains."""
+
+    def __init__(self, network: RoadNetwork) -> None:
+        self._net = network
+        lat = np.asarray(network.geom_lat)
+        lon = np.asarray(network.geom_lon)
+        self._lat0 = float(np.mean(lat)) if lat.size else 0.0
+        self._kx = math.radians(1.0) * EARTH_RADIUS_M * math.cos(math.radians(self._lat0))
+        self._ky = math.radians(1.0) * EARTH_RADIUS_M
+        self._x = lon * self._kx
+        self._y = lat * self._ky
+        offsets = np.asarray(network.geom_offset)
+        seg_start = np.arange(lat.size - 1, dtype=np.int64)
+        is_last = np.zeros(lat.size, dtype=bool)
+        is_last[offsets[1:] - 1] = True
+        seg_start = seg_start[~is_last[:-1]] if lat.size else seg_start
+        self._seg_start = seg_start
+        self._seg_chain = np.searchsorted(offsets, seg_start, side="right") - 1
+        dx = self._x[seg_start + 1] - self._x[seg_start]
+        dy = self._y[seg_start + 1] - self._y[seg_start]
+        length = np.hypot(dx, dy)
+        pieces = np.maximum(1, np.ceil(length / PIECE_M)).astype(np.int64)
+        piece_seg = np.repeat(np.arange(seg_start.size), pieces)
+        first_piece = np.cumsum(pieces) - pieces
+        k = np.arange(piece_seg.size) - first_piece[piece_seg]
+        t = (k + 0.5) / pieces[piece_seg]
+        mx = self._x[seg_start[piece_seg]] + t * dx[piece_seg]
+        my = self._y[seg_start[piece_seg]] + t * dy[piece_seg]
+        self._piece_seg = piece_seg
+        self._tree = cKDTree(np.column_stack([mx, my])) if piece_seg.size else None
+
+    def nearest(self, point: LatLng, number: int = 1, max_distance_m: float = math.inf) -> list[Snap]:
+        """Up to ``number`` snaps on distinct chains, closest first, within ``max_distance_m``."""
+        if self._tree is None or number < 1:
+            return []
+        px, py = point.lng * self._kx, point.lat * self._ky
+        k = min(int(self._piece_seg.size), 8 * number + 8)
+        _, idx = self._tree.query([px, py], k=k)
+        candidates = np.unique(self._piece_seg[np.atleast_1d(idx)])
+        best = self._best_per_chain(candidates, px, py)
+        if len(best) >= number:
+            radius = sorted(d for d, _ in best.values())[number - 1] + PIECE_M / 2 + 1e-6
+        else:
+            radius = (max(d for d, _ in best.values()) if best else 0.0) + PIECE_M / 2 + 1e-6
+            radius = max(radius, min(max_distance_m, 50_000.0))
+        radius = min(radius, max_distance_m + PIECE_M / 2 + 1e-6)
+        ball = self._tree.query_ball_point([px, py], r=radius)
+        if ball:
+            candidates = np.unique(self._piece_seg[np.asarray(ball, dtype=np.int64)])
+            best = self._best_per_chain(candidates, px, py)
+        ranked = sorted(best.items(), key=lambda item: (item[1][0], item[0]))[:number]
+        snaps = [self._make_snap(point, int(seg), t) for _, (_, (seg, t)) in ranked]
+        return [s for s in snaps if s.distance_m <= max_distance_m]
+
+    def _best_per_chain(self, segs: I64, px: float, py: float) -> dict[int, tuple[float, tuple[int, float]]]:
+        a = self._seg_start[segs]
+        ax, ay = self._x[a], self._y[a]
+        dx, dy = self._x[a + 1] - ax, self._y[a + 1] - ay
+        len2 = dx * dx + dy * dy
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = np.where(len2 > 0, ((px - ax) * dx + (py - ay) * dy) / len2, 0.0)
+        t = np.clip(t, 0.0, 1.0)
+        dist = np.hypot(ax + t * dx - px, ay + t * dy - py)
+        best: dict[int, tuple[float, tuple[int, float]]] = {}
+        for seg, tt, dd in zip(segs.tolist(), t.tolist(), dist.tolist(), strict=True):
+            chain = int(self._seg_chain[seg])
+            if chain not in best or dd < best[chain][0]:
+                best[chain] = (dd, (seg, tt))
+        return best
+
+    def _make_snap(self, point: LatLng, seg: int, t: float) -> Snap:
+        net = self._net
+        a = int(self._seg_start[seg])
+        chain = int(self._seg_chain[seg])
+        lat = float(net.geom_lat[a] + t * (net.geom_lat[a + 1] - net.geom_lat[a]))
+        lon = float(net.geom_lon[a] + t * (net.geom_lon[a + 1] - net.geom_lon[a]))
+        cum = net.geom_cum_dist_m
+        offset = float(cum[a] + t * (cum[a + 1] - cum[a]))
+        location = LatLng(lat, lon)
+        return Snap(
+            input=point,
+            location=location,
+            chain=chain,
+            segment=a - int(net.geom_offset[chain]),
+            fraction=t,
+            offset_m=offset,
+            distance_m=haversine_m(point, location),
+        )

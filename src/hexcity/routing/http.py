@@ -1,0 +1,325 @@
+"""OSRM v5 compatible HTTP API: ``/route``, ``/table``, ``/nearest``, plus ``/isochrone``.
+
+Thin: parse the URL → call RoutingService → shape OSRM's JSON. Every error is a JSON body
+``{"code": ..., "message": ...}`` with OSRM's codes; nothing reaches the caller as a stack trace.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import shapely
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from hexcity.kernel import LatLng
+from hexcity.routing.domain.engine import Route
+from hexcity.routing.domain.isochrone import to_geojson
+from hexcity.routing.domain.polyline import decode, encode
+from hexcity.routing.domain.snapping import Snap
+from hexcity.routing.errors import InvalidOptions, InvalidQuery, InvalidValue, TooBig
+from hexcity.routing.service import RoutingEngine, RoutingService
+
+MAX_URL_COORDINATES = 100_000
+SIMPLIFY_TOLERANCE_DEG = 5e-5  # ~5 m, for overview=simplified
+INLINE_ROUTE_POINTS = 10  # small routes run on the event loop; bigger work goes to the thread pool
+
+ROUTE_OPTIONS = {
+    "alternatives", "steps", "annotations", "geometries", "overview", "continue_straight", "radiuses",
+    "bearings", "hints", "approaches", "exclude", "snapping", "skip_waypoints", "generate_hints", "waypoints",
+}
+TABLE_OPTIONS = {
+    "sources", "destinations", "annotations", "fallback_speed", "fallback_coordinate", "scale_factor",
+    "radiuses", "bearings", "hints", "approaches", "exclude", "snapping", "skip_waypoints", "generate_hints",
+}
+NEAREST_OPTIONS = {"number", "radiuses", "bearings", "hints", "approaches", "exclude", "snapping", "generate_hints"}
+ISOCHRONE_OPTIONS = {"contours_minutes", "contours_seconds", "radiuses", "generate_hints"}
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
+                    media_type="application/json")
+
+
+def build_router(service: RoutingService) -> APIRouter:
+    """The routing endpoints bound to ``service``."""
+    router = APIRouter()
+
+    @router.get("/route/v1/{profile}/{coordinates:path}")
+    async def route(profile: str, coordinates: str, request: Request) -> Response:
+        engine = service.get(profile)
+        params = _params(request, ROUTE_OPTIONS)
+        points = parse_coordinates(coordinates)
+        radiuses = _radiuses(params, len(points))
+        if len(points) <= INLINE_ROUTE_POINTS:
+            result = engine.route(points, radiuses)
+        else:
+            result = await run_in_threadpool(engine.route, points, radiuses)
+        return json_response(route_body(result, params, engine.graph_version))
+
+    @router.get("/table/v1/{profile}/{coordinates:path}")
+    async def table(profile: str, coordinates: str, request: Request) -> Response:
+        engine = service.get(profile)
+        params = _params(request, TABLE_OPTIONS)
+        points = parse_coordinates(coordinates)
+        sources = _indices(params.get("sources", "all"), len(points), "sources")
+        destinations = _indices(params.get("destinations", "all"), len(points), "destinations")
+        annotations = set(params.get("annotations", "duration").split(","))
+        if not annotations <= {"duration", "distance"}:
+            raise InvalidValue("annotations must be duration, distance or duration,distance")
+        limit = engine.limits.max_table_size
+        if len(sources) > limit or len(destinations) > limit:
+            raise TooBig(f"Too many table coordinates: at most {limit} sources and {limit} destinations")
+        radiuses = _radiuses(params, len(points))
+        src_pts = [points[i] for i in sources]
+        dst_pts = [points[i] for i in destinations]
+        rad = None if radiuses is None else ([radiuses[i] for i in sources], [radiuses[i] for i in destinations])
+        result = await run_in_threadpool(engine.table, src_pts, dst_pts, rad)
+        body: dict[str, Any] = {"code": "Ok"}
+        if "duration" in annotations:
+            body["durations"] = _matrix(result.durations_s)
+        if "distance" in annotations:
+            body["distances"] = _matrix(result.distances_m)
+        body["sources"] = [waypoint(s) for s in result.sources]
+        body["destinations"] = [waypoint(s) for s in result.destinations]
+        body["graph_version"] = engine.graph_version
+        return json_response(body)
+
+    @router.get("/nearest/v1/{profile}/{coordinates:path}")
+    async def nearest(profile: str, coordinates: str, request: Request) -> Response:
+        engine = service.get(profile)
+        params = _params(request, NEAREST_OPTIONS)
+        points = parse_coordinates(coordinates)
+        if len(points) != 1:
+            raise InvalidOptions("nearest takes exactly one coordinate")
+        number = _int(params.get("number", "1"), "number")
+        radiuses = _radiuses(params, 1)
+        snaps = engine.nearest(points[0], number, radiuses[0] if radiuses else None)
+        return json_response({
+            "code": "Ok",
+            "waypoints": [waypoint(s, engine) for s in snaps],
+            "graph_version": engine.graph_version,
+        })
+
+    @router.get("/isochrone/v1/{profile}/{coordinates:path}")
+    async def isochrone(profile: str, coordinates: str, request: Request) -> Response:
+        engine = service.get(profile)
+        params = _params(request, ISOCHRONE_OPTIONS)
+        points = parse_coordinates(coordinates)
+        if len(points) != 1:
+            raise InvalidOptions("isochrone takes exactly one coordinate")
+        limits_s = _contours_s(params)
+        contours = await run_in_threadpool(engine.isochrone, points[0], limits_s)
+        body = to_geojson(contours)
+        body["code"] = "Ok"
+        body["graph_version"] = engine.graph_version
+        return json_response(body)
+
+    return router
+
+
+# -- parsing -------------------------------------------------------------------------------------
+def parse_coordinates(text: str) -> list[LatLng]:
+    """``lon,lat;lon,lat`` or ``polyline(...)`` / ``polyline6(...)``; optional ``.json`` suffix."""
+    if text.endswith(".json"):
+        text = text[: -len(".json")]
+    if text.startswith(("polyline(", "polyline6(")) and text.endswith(")"):
+        precision = 6 if text.startswith("polyline6(") else 5
+        body = text[text.index("(") + 1 : -1]
+        try:
+            points = decode(body, precision)
+        except ValueError as exc:
+            raise InvalidQuery(f"Query string malformed: {exc}") from None
+    else:
+        parts = text.split(";")
+        if len(parts) > MAX_URL_COORDINATES:
+            raise TooBig(f"at most {MAX_URL_COORDINATES} coordinates per request")
+        points = []
+        for pos, part in enumerate(parts):
+            pieces = part.split(",")
+            if len(pieces) != 2:
+                raise InvalidQuery(f"Query string malformed close to coordinate {pos}: expected 'lon,lat'")
+            try:
+                lon, lat = float(pieces[0]), float(pieces[1])
+            except ValueError:
+                raise InvalidQuery(f"Query string malformed close to coordinate {pos}: not a number") from None
+            points.append(LatLng(lat, lon))
+    if not points:
+        raise InvalidQuery("no coordinates given")
+    for pos, p in enumerate(points):
+        if not (math.isfinite(p.lat) and math.isfinite(p.lng)):
+            raise InvalidValue(f"Invalid coordinate value at index {pos}: not finite")
+        if not (-90 <= p.lat <= 90 and -180 <= p.lng <= 180):
+            raise InvalidValue(
+                f"Invalid coordinate value at index {pos}: longitude must be in [-180, 180] and latitude "
+                "in [-90, 90] (OSRM order is lon,lat)"
+            )
+    return points
+
+
+def _params(request: Request, allowed: set[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for key, value in request.query_params.multi_items():
+        if key not in allowed:
+            raise InvalidQuery(f"Query string malformed: unknown option {key!r}")
+        if key in params:
+            raise InvalidQuery(f"Query string malformed: option {key!r} given twice")
+        params[key] = value
+    exclude = params.get("exclude")
+    if exclude:
+        raise InvalidValue("exclude classes are not supported by this server")
+    return params
+
+
+def _int(text: str, name: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidValue(f"{name} must be an integer") from None
+
+
+def _bool(params: dict[str, str], name: str, default: bool) -> bool:
+    value = params.get(name)
+    if value is None:
+        return default
+    if value not in ("true", "false"):
+        raise InvalidValue(f"{name} must be true or false")
+    return value == "true"
+
+
+def _indices(text: str, n: int, name: str) -> list[int]:
+    if text == "all":
+        return list(range(n))
+    out = []
+    for part in text.split(";"):
+        value = _int(part, name)
+        if not 0 <= value < n:
+            raise InvalidOptions(f"{name} index {value} is out of range (0..{n - 1})")
+        out.append(value)
+    return out
+
+
+def _radiuses(params: dict[str, str], n: int) -> list[float | None] | None:
+    text = params.get("radiuses")
+    if text is None:
+        return None
+    parts = text.split(";")
+    if len(parts) != n:
+        raise InvalidOptions("Number of radiuses does not match number of coordinates")
+    out: list[float | None] = []
+    for part in parts:
+        if part in ("", "unlimited"):
+            out.append(None)
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise InvalidValue("radiuses must be numbers of metres") from None
+        if not (value > 0 and math.isfinite(value)):
+            raise InvalidValue("radiuses must be positive")
+        out.append(value)
+    return out
+
+
+def _contours_s(params: dict[str, str]) -> list[float]:
+    if "contours_seconds" in params:
+        raw, scale = params["contours_seconds"], 1.0
+    else:
+        raw, scale = params.get("contours_minutes", "10"), 60.0
+    try:
+        values = [float(v) * scale for v in raw.split(",")]
+    except ValueError:
+        raise InvalidValue("contours must be comma-separated numbers") from None
+    if any(not math.isfinite(v) for v in values):
+        raise InvalidValue("contours must be finite")
+    return values
+
+
+# -- shaping -------------------------------------------------------------------------------------
+def waypoint(snap: Snap, engine: RoutingEngine | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "hint": "",
+        "distance": round(snap.distance_m, 6),
+        "name": _name(snap, engine),
+        "location": [round(snap.location.lng, 6), round(snap.location.lat, 6)],
+    }
+    if engine is not None:
+        body["nodes"] = [snap.chain, snap.segment]
+    return body
+
+
+def _name(snap: Snap, engine: RoutingEngine | None) -> str:
+    if engine is None:
+        return ""
+    net = engine.engine.network
+    idx = int(net.chain_name[snap.chain])
+    return net.names[idx] if 0 <= idx < len(net.names) else ""
+
+
+def route_body(route: Route, params: dict[str, str], graph_version: str) -> dict[str, Any]:
+    geometries = params.get("geometries", "polyline")
+    overview = params.get("overview", "simplified")
+    if geometries not in ("polyline", "polyline6", "geojson"):
+        raise InvalidValue("geometries must be polyline, polyline6 or geojson")
+    if overview not in ("simplified", "full", "false"):
+        raise InvalidValue("overview must be simplified, full or false")
+    alternatives = params.get("alternatives", "false")
+    if alternatives not in ("true", "false") and not alternatives.isdigit():
+        raise InvalidValue("alternatives must be true, false or a number")
+    steps = _bool(params, "steps", False)
+    _bool(params, "continue_straight", True)
+    body_route: dict[str, Any] = {
+        "legs": [
+            {
+                "steps": [_step(leg.geometry, geometries, leg.duration_s, leg.distance_m)] if steps else [],
+                "summary": "",
+                "weight": round(leg.duration_s, 1),
+                "duration": round(leg.duration_s, 1),
+                "distance": round(leg.distance_m, 1),
+            }
+            for leg in route.legs
+        ],
+        "weight_name": "duration",
+        "weight": round(route.duration_s, 1),
+        "duration": round(route.duration_s, 1),
+        "distance": round(route.distance_m, 1),
+    }
+    if overview != "false":
+        coords = route.geometry
+        if overview == "simplified" and len(coords) > 2:
+            line = shapely.LineString([(p.lng, p.lat) for p in coords]).simplify(SIMPLIFY_TOLERANCE_DEG)
+            coords = [LatLng(y, x) for x, y in line.coords]
+        body_route["geometry"] = _geometry(coords, geometries)
+    return {
+        "code": "Ok",
+        "routes": [body_route],
+        "waypoints": [waypoint(s) for s in route.waypoints],
+        "graph_version": graph_version,
+    }
+
+
+def _step(coords: Sequence[LatLng], geometries: str, duration_s: float, distance_m: float) -> dict[str, Any]:
+    """One 'continue' step per leg: this engine does not generate turn-by-turn guidance."""
+    return {
+        "geometry": _geometry(coords, geometries),
+        "maneuver": {"type": "depart", "location": [coords[0].lng, coords[0].lat]},
+        "mode": "driving",
+        "duration": round(duration_s, 1),
+        "distance": round(distance_m, 1),
+        "weight": round(duration_s, 1),
+        "name": "",
+    }
+
+
+def _geometry(coords: Sequence[LatLng], geometries: str) -> Any:
+    if geometries == "geojson":
+        return {"type": "LineString", "coordinates": [[round(p.lng, 6), round(p.lat, 6)] for p in coords]}
+    return encode(coords, 6 if geometries == "polyline6" else 5)
+
+
+def _matrix(values: Any) -> list[list[float | None]]:
+    return [[None if math.isnan(v) else round(v, 1) for v in row] for row in values.tolist()]
