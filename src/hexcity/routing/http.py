@@ -59,7 +59,7 @@ def build_router(service: RoutingService) -> APIRouter:
             result = engine.route(points, radiuses)
         else:
             result = await run_in_threadpool(engine.route, points, radiuses)
-        return json_response(route_body(result, params, engine.graph_version))
+        return json_response(route_body(result, params, engine))
 
     @router.get("/table/v1/{profile}/{coordinates:path}")
     async def table(profile: str, coordinates: str, request: Request) -> Response:
@@ -84,8 +84,8 @@ def build_router(service: RoutingService) -> APIRouter:
             body["durations"] = _matrix(result.durations_s)
         if "distance" in annotations:
             body["distances"] = _matrix(result.distances_m)
-        body["sources"] = [waypoint(s) for s in result.sources]
-        body["destinations"] = [waypoint(s) for s in result.destinations]
+        body["sources"] = [waypoint(s, engine) for s in result.sources]
+        body["destinations"] = [waypoint(s, engine) for s in result.destinations]
         body["graph_version"] = engine.graph_version
         return json_response(body)
 
@@ -247,8 +247,6 @@ def waypoint(snap: Snap, engine: RoutingEngine | None = None) -> dict[str, Any]:
         "name": _name(snap, engine),
         "location": [round(snap.location.lng, 6), round(snap.location.lat, 6)],
     }
-    if engine is not None:
-        body["nodes"] = [snap.chain, snap.segment]
     return body
 
 
@@ -260,7 +258,7 @@ def _name(snap: Snap, engine: RoutingEngine | None) -> str:
     return net.names[idx] if 0 <= idx < len(net.names) else ""
 
 
-def route_body(route: Route, params: dict[str, str], graph_version: str) -> dict[str, Any]:
+def route_body(route: Route, params: dict[str, str], engine: RoutingEngine) -> dict[str, Any]:
     geometries = params.get("geometries", "polyline")
     overview = params.get("overview", "simplified")
     if geometries not in ("polyline", "polyline6", "geojson"):
@@ -297,8 +295,8 @@ def route_body(route: Route, params: dict[str, str], graph_version: str) -> dict
     return {
         "code": "Ok",
         "routes": [body_route],
-        "waypoints": [waypoint(s) for s in route.waypoints],
-        "graph_version": graph_version,
+        "waypoints": [waypoint(s, engine) for s in route.waypoints],
+        "graph_version": engine.graph_version,
     }
 
 

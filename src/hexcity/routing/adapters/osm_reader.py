@@ -76,7 +76,7 @@ def _way_coords(way: osmium.osm.Way, fab: osmium.geom.WKBFactory) -> tuple[list[
     nodes = way.nodes
     try:
         wkb = bytes.fromhex(fab.create_linestring(way, osmium.geom.use_nodes.ALL))
-        if wkb[0] == 1:
+        if wkb[0] == 1 and len(wkb) == _WKB_HEADER_BYTES + 16 * len(nodes):  # little-endian, all nodes
             return [n.ref for n in nodes], wkb[_WKB_HEADER_BYTES:]
     except (osmium.InvalidLocationError, RuntimeError):
         pass
@@ -115,19 +115,26 @@ def _restriction(rel: osmium.osm.Relation, profile: Profile, counts: _Counts) ->
     if not kinds_ok or not value.startswith(("no_", "only_")):
         counts.malformed += 1
         return None
-    return TurnRestriction(rel.id, shapes[0][0][1], shapes[1][0][1], shapes[2][0][1], value.startswith("only_"))
+    (_, from_way), (_, via_node), (_, to_way) = (m[0] for m in shapes)
+    return TurnRestriction(rel.id, from_way, via_node, to_way, only=value.startswith("only_"))
+
+
+def _only_for(filt: osmium.BaseFilter, entities: osmium.osm.osm_entity_bits) -> osmium.BaseFilter:
+    filt.enable_for(entities)
+    return filt
 
 
 def _processor(path: Path, profile: Profile) -> osmium.FileProcessor:
+    """Locations cached for all nodes; Python sees only candidate ways, barrier nodes, restrictions."""
     entities = NODE | WAY | RELATION if profile.use_turn_restrictions else NODE | WAY
     node_keys = ("barrier", *profile.access_tags_hierarchy)
     return (
         osmium.FileProcessor(str(path), entities)
         .with_locations()
         .with_filter(osmium.filter.EmptyTagFilter())
-        .with_filter(osmium.filter.KeyFilter(*profile.way_keys).enable_for(WAY))
-        .with_filter(osmium.filter.KeyFilter(*node_keys).enable_for(NODE))
-        .with_filter(osmium.filter.TagFilter(("type", "restriction")).enable_for(RELATION))
+        .with_filter(_only_for(osmium.filter.KeyFilter(*profile.way_keys), WAY))
+        .with_filter(_only_for(osmium.filter.KeyFilter(*node_keys), NODE))
+        .with_filter(_only_for(osmium.filter.TagFilter(("type", "restriction")), RELATION))
     )
 
 
@@ -143,7 +150,7 @@ def _read_extract(path: Path, profile: Profile, progress: Progress) -> MapExtrac
         seen += 1
         if seen % PROGRESS_EVERY == 0:
             progress("read", seen, 0)
-        if obj.is_way():
+        if isinstance(obj, osmium.osm.Way):
             counts.ways_read += 1
             attrs = way_fn(dict(obj.tags))
             if attrs is None:
@@ -161,10 +168,10 @@ def _read_extract(path: Path, profile: Profile, progress: Progress) -> MapExtrac
             ways.bwd_kmh.append(np.nan if attrs.backward_speed_kmh is None else attrs.backward_speed_kmh)
             ways.duration_s.append(np.nan if attrs.duration_s is None else attrs.duration_s)
             ways.name_index.append(ways.names.setdefault(attrs.name, len(ways.names)))
-        elif obj.is_node():
+        elif isinstance(obj, osmium.osm.Node):
             if barrier_blocks(profile, dict(obj.tags)):
                 barriers.append(obj.id)
-        elif obj.is_relation():
+        elif isinstance(obj, osmium.osm.Relation):
             restriction = _restriction(obj, profile, counts)
             if restriction is not None:
                 restrictions.append(restriction)

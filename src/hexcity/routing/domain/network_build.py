@@ -175,6 +175,7 @@ def _node_ids(pos: _Positions, start: I64, end: I64, barriers: I64) -> tuple[I64
 class _Chains:
     start_node: I64
     end_node: I64
+    node_ref: I64  # OSM id of each graph node (barrier dead ends repeat their barrier's id)
     way: I64
     geom_offset: I64
     geom_lat: F64
@@ -234,7 +235,7 @@ def _build_chains(
     ways: WayTable, pos: _Positions, start: I64, end: I64, barriers: I64
 ) -> tuple[_Chains, F64, F64]:
     """Chains with nodes and geometry; returns (chains, node_lat, node_lon)."""
-    start_node, end_node, node_lat, node_lon, _ = _node_ids(pos, start, end, barriers)
+    start_node, end_node, node_lat, node_lon, node_ref = _node_ids(pos, start, end, barriers)
     geom_offset, geom_pos, cum_m, cum_fwd, cum_bwd = _chain_geometry(ways, pos, start, end)
     way = pos.way[start]
     forward = ~np.isnan(ways.fwd_speed_kmh[way])
@@ -243,7 +244,7 @@ def _build_chains(
     cum_fwd[~np.repeat(forward, lengths)] = np.nan
     cum_bwd[~np.repeat(backward, lengths)] = np.nan
     chains = _Chains(
-        start_node, end_node, way, geom_offset, pos.lat[geom_pos], pos.lon[geom_pos],
+        start_node, end_node, node_ref, way, geom_offset, pos.lat[geom_pos], pos.lon[geom_pos],
         cum_m, cum_fwd, cum_bwd, forward, backward,
     )  # fmt: skip
     return chains, node_lat, node_lon
@@ -468,9 +469,8 @@ def build_road_network(extract: MapExtract, progress: Progress | None = None) ->
     ch, node_lat, node_lon = _build_chains(ways, pos, start, end, barriers_on)
     arcs, self_loops = _build_arcs(ch)
     notify("build", 2, 4)
-    node_ref = _node_ids(pos, start, end, barriers_on)[4]
     chain_way_id = ways.way_id[ch.way]
-    via_nodes, invalid = _restrictions_by_via(extract.restrictions, node_ref, chain_way_id)
+    via_nodes, invalid = _restrictions_by_via(extract.restrictions, ch.node_ref, chain_way_id)
     arcs, copy_of, applied = _apply_restrictions(arcs, chain_way_id, node_lat.shape[0], via_nodes)
     n_copies = len(copy_of)
     notify("build", 3, 4)

@@ -21,6 +21,7 @@ Everything here is pure Python on ``Mapping[str, str]`` tag dictionaries.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -135,6 +136,14 @@ class Profile:
     use_turn_restrictions: bool
     restriction_modes: tuple[str, ...]  # ``restriction:<mode>`` / ``except`` values honoured
 
+    def __repr__(self) -> str:
+        """Stable across processes (sets sorted) and covering the speed tables of this module.
+
+        The build pipeline hashes it into the graph version, so a table change invalidates caches.
+        """
+        parts = [f"{name}={_stable(getattr(self, name))}" for name in self.__slots__]
+        return f"Profile({', '.join(parts)}, tables={_TABLES_DIGEST})"
+
 
 # fmt: off
 CAR = Profile(
@@ -189,6 +198,22 @@ FOOT = Profile(
 )
 
 # fmt: on
+
+def _stable(value: object) -> str:
+    """``repr`` with sets sorted (set order varies with PYTHONHASHSEED)."""
+    return repr(sorted(value)) if isinstance(value, frozenset) else repr(value)
+
+
+_TABLES: tuple[object, ...] = (
+    CAR_SPEEDS_KMH, CAR_DEFAULT_SPEED_KMH, CAR_SPEED_REDUCTION, CAR_ROUTE_SPEEDS_KMH, CAR_BRIDGE_SPEEDS_KMH,
+    CAR_SURFACE_SPEEDS_KMH, CAR_TRACKTYPE_SPEEDS_KMH, CAR_SMOOTHNESS_SPEEDS_KMH, MAXSPEED_DEFAULTS_KMH,
+    MAXSPEED_TABLE_KMH, CAR_RESTRICTED_HIGHWAYS, CAR_VEHICLE_HEIGHT_M, CAR_VEHICLE_WIDTH_M,
+    CAR_VEHICLE_LENGTH_M, CAR_VEHICLE_WEIGHT_KG, BIKE_DEFAULT_SPEED_KMH, BIKE_WALKING_SPEED_KMH,
+    BIKE_MAX_SPEED_KMH, BIKE_SPEEDS_KMH, BIKE_PEDESTRIAN_SPEEDS_KMH, BIKE_RAILWAY_SPEEDS_KMH,
+    BIKE_AMENITY_SPEEDS_KMH, BIKE_SURFACE_SPEEDS_KMH, BIKE_CYCLEWAY_TAGS, BIKE_OPPOSITE_CYCLEWAY_TAGS,
+    FOOT_WALKING_SPEED_KMH, FOOT_HIGHWAYS, FOOT_SURFACE_SPEEDS_KMH, FERRY_SPEED_KMH, CONSTRUCTION_WHITELIST,
+)  # fmt: skip
+_TABLES_DIGEST = hashlib.sha256("|".join(_stable(t) for t in _TABLES).encode()).hexdigest()[:12]
 
 PROFILES: dict[str, Profile] = {"car": CAR, "bike": BIKE, "foot": FOOT}
 PROFILE_ALIASES: dict[str, str] = {"driving": "car", "cycling": "bike", "bicycle": "bike", "walking": "foot"}

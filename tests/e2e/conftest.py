@@ -1,0 +1,63 @@
+"""A real ``hexcity serve`` process on a free port, serving the Andorra graphs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+STARTUP_TIMEOUT_S = 120.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def server(graph_dir: Callable[[str, str], Path]) -> Iterator[str]:
+    """Base URL of a live server with car, bike and foot for Andorra."""
+    port = _free_port()
+    graphs = [graph_dir("andorra", p) for p in ("car", "bike", "foot")]
+    cmd = [sys.executable, "-m", "hexcity.cli", "serve", "--port", str(port)]
+    for g in graphs:
+        cmd += ["--graph", str(g)]
+    env = {**os.environ, "HEXCITY_ROUTING_MAX_TABLE_SIZE": "100"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                out = proc.stdout.read().decode() if proc.stdout else ""
+                pytest.fail(f"server exited early: {out}")
+            try:
+                if httpx.get(f"{base}/health/ready", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("server did not become ready in time")
+            time.sleep(0.2)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture()
+def http(server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server, timeout=30.0) as client:
+        yield client
