@@ -38,7 +38,9 @@ def create_app(service: RoutingService) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
-            return json_response({"code": "InvalidUrl", "message": f"URL {request.url.path} is not valid"}, 400)
+            return json_response(
+                {"code": "InvalidUrl", "message": f"URL {request.url.path} is not valid"}, 400
+            )
         return json_response({"code": "InvalidQuery", "message": str(exc.detail)}, exc.status_code)
 
     @app.exception_handler(RequestValidationError)

@@ -34,8 +34,12 @@ def limits_from(settings: RoutingSettings) -> Limits:
     )
 
 
-def ensure_graph(pbf: Path, profile: str, settings: RoutingSettings,
-                 progress: Callable[[str, int, int], None] | None = None) -> Path:
+def ensure_graph(
+    pbf: Path,
+    profile: str,
+    settings: RoutingSettings,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Path:
     """The cached artefact for (pbf, profile), building it first if it is missing or unreadable."""
     target = cached_graph_dir(settings.cache_dir, pbf, profile)
     try:
@@ -44,13 +48,20 @@ def ensure_graph(pbf: Path, profile: str, settings: RoutingSettings,
     except HexcityError:
         log.info("graph_build_start", pbf=str(pbf), profile=profile, out=str(target))
         result = build_graph(pbf, profile, target, progress=progress)
-        log.info("graph_build_done", profile=profile, graph_version=result.graph_version,
-                 import_s=round(result.import_s, 2), contract_s=round(result.contract_s, 2))
+        log.info(
+            "graph_build_done",
+            profile=profile,
+            graph_version=result.graph_version,
+            import_s=round(result.import_s, 2),
+            contract_s=round(result.contract_s, 2),
+        )
         return result.path
 
 
 def open_engine(path: Path, settings: RoutingSettings, limits: Limits) -> RoutingEngine:
-    engine = RoutingEngine.open(path, limits=limits, verify=settings.verify_checksums, workers=settings.workers)
+    engine = RoutingEngine.open(
+        path, limits=limits, verify=settings.verify_checksums, workers=settings.workers
+    )
     if settings.cache_enabled:
         attach_table_cache(engine, settings)
     return engine
@@ -66,14 +77,22 @@ def attach_table_cache(engine: RoutingEngine, settings: RoutingSettings) -> None
     if settings.cache_redis_url:
         import redis
 
-        client = redis.Redis.from_url(settings.cache_redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        client = redis.Redis.from_url(
+            settings.cache_redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
         store = RedisCellStore(client, key_prefix="hexcity:")
     else:
         store = MemoryCellStore(max_entries=settings.cache_max_entries)
-    engine.attach_cache(lambda e: SemanticTableCache(
-        e.exact_table_arrays, store, e.graph_version, e.profile,
-        resolution=settings.cache_resolution, ttl_s=settings.cache_ttl_s,
-    ))
+    engine.attach_cache(
+        lambda e: SemanticTableCache(
+            e.exact_table_arrays,
+            store,
+            e.graph_version,
+            e.profile,
+            resolution=settings.cache_resolution,
+            ttl_s=settings.cache_ttl_s,
+        )
+    )
 
 
 def start_loading(
@@ -89,9 +108,9 @@ def start_loading(
     The HTTP server is up meanwhile; readiness turns true once every profile is loaded.
     """
     limits = service.limits
+    jobs: list[tuple[str, Path | None]]
     if graphs:
-        names = [str(read_manifest(g)["profile"]) for g in graphs]
-        jobs = list(zip(names, graphs, strict=True))
+        jobs = [(str(read_manifest(g)["profile"]), g) for g in graphs]
     else:
         if pbf is None:
             raise ValueError("give graphs or a pbf")
@@ -101,7 +120,12 @@ def start_loading(
     def run() -> None:
         for name, path in jobs:
             try:
-                graph_dir = path if path is not None else ensure_graph(pbf, name, settings)  # type: ignore[arg-type]
+                if path is not None:
+                    graph_dir = path
+                elif pbf is not None:
+                    graph_dir = ensure_graph(pbf, name, settings)
+                else:
+                    raise ValueError("no graph to load")
                 service.add(open_engine(graph_dir, settings, limits))
             except HexcityError as exc:
                 log.error("profile_failed", profile=name, code=exc.code, error=exc.message)

@@ -21,7 +21,12 @@ routing_app = typer.Typer(help="Road routing: build graph artefacts.", no_args_i
 app.add_typer(routing_app, name="routing")
 console = Console(stderr=True)
 
-STAGE_LABELS = {"read": "reading OSM", "build": "building network", "contract": "contracting", "write": "writing"}
+STAGE_LABELS = {
+    "read": "reading OSM",
+    "build": "building network",
+    "contract": "contracting",
+    "write": "writing",
+}
 
 
 class _Bar:
@@ -69,8 +74,13 @@ def routing_build(
     """Import an OSM extract for one profile, contract it, and write a graph artefact."""
     from hexcity.routing import build_graph
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         try:
             result = build_graph(pbf, profile, out, progress=_Bar(progress))
         except HexcityError as exc:
@@ -110,9 +120,15 @@ def routing_info(graph: Annotated[Path, typer.Argument(help="an artefact directo
 
 @app.command()
 def serve(
-    map_file: Annotated[Path | None, typer.Option("--map", help="an .osm.pbf: build (or reuse cached) graphs")] = None,
-    graph: Annotated[list[Path] | None, typer.Option("--graph", help="a prebuilt artefact dir (repeatable)")] = None,
-    profile: Annotated[list[str] | None, typer.Option(help="profiles to serve with --map (default car,bike,foot)")] = None,
+    map_file: Annotated[
+        Path | None, typer.Option("--map", help="an .osm.pbf: build (or reuse cached) graphs")
+    ] = None,
+    graph: Annotated[
+        list[Path] | None, typer.Option("--graph", help="a prebuilt artefact dir (repeatable)")
+    ] = None,
+    profile: Annotated[
+        list[str] | None, typer.Option(help="profiles to serve with --map (default car,bike,foot)")
+    ] = None,
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 5000,
 ) -> None:
@@ -135,10 +151,20 @@ def serve(
         start_loading(service, settings, graphs=list(graph or []), pbf=map_file, profiles=profile or None)
     except HexcityError as exc:
         _fail(exc)
-    console.print(f"hexcity {__version__} serving on http://{host}:{port} (profiles: {', '.join(service.profiles())})")
+    console.print(
+        f"hexcity {__version__} serving on http://{host}:{port} (profiles: {', '.join(service.profiles())})"
+    )
     console.print("Map data © OpenStreetMap contributors (ODbL)")
-    uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False,
-                http="httptools", loop="uvloop", timeout_graceful_shutdown=10)
+    uvicorn.run(
+        create_app(service),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http="httptools",
+        loop="uvloop",
+        timeout_graceful_shutdown=10,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,7 +32,9 @@ def server(graph_dir: Callable[[str, str], Path]) -> Iterator[str]:
     for g in graphs:
         cmd += ["--graph", str(g)]
     env = {**os.environ, "HEXCITY_ROUTING_MAX_TABLE_SIZE": "100"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S

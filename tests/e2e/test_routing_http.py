@@ -5,9 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 from routingpy import OSRM
-from shapely.geometry import LineString, Point, shape
+from shapely.geometry import Point, shape
 
-from hexcity.kernel import LatLng
 from hexcity.routing.domain.polyline import decode
 
 pytestmark = pytest.mark.slow
@@ -46,10 +45,14 @@ def test_route_shape_and_geometry_formats(http: httpx.Client) -> None:
     assert len(body["waypoints"]) == 3
     # the same route as polyline and polyline6 decodes to the same line (within precision)
     for fmt, precision, tol in (("polyline", 5, 1.01e-5), ("polyline6", 6, 1.01e-6)):
-        encoded = http.get(url, params={"overview": "full", "geometries": fmt}).json()["routes"][0]["geometry"]
+        encoded = http.get(url, params={"overview": "full", "geometries": fmt}).json()["routes"][0][
+            "geometry"
+        ]
         decoded = decode(encoded, precision)
         assert len(decoded) == len(line)
-        assert all(abs(p.lng - c[0]) <= tol and abs(p.lat - c[1]) <= tol for p, c in zip(decoded, line, strict=True))
+        assert all(
+            abs(p.lng - c[0]) <= tol and abs(p.lat - c[1]) <= tol for p, c in zip(decoded, line, strict=True)
+        )
     no_geometry = http.get(url, params={"overview": "false"}).json()["routes"][0]
     assert "geometry" not in no_geometry
     assert no_geometry["duration"] == route["duration"]
@@ -66,13 +69,17 @@ def test_table_equals_routes(http: httpx.Client) -> None:
         for j in range(n):
             if i == j:
                 continue
-            route = http.get(f"/route/v1/car/{coords([POINTS[i], POINTS[j]])}", params={"overview": "false"}).json()
+            route = http.get(
+                f"/route/v1/car/{coords([POINTS[i], POINTS[j]])}", params={"overview": "false"}
+            ).json()
             assert table["durations"][i][j] == route["routes"][0]["duration"]
             assert table["distances"][i][j] == route["routes"][0]["distance"]
 
 
 def test_table_is_directed_and_asymmetric(http: httpx.Client) -> None:
-    body = http.get(f"/table/v1/car/{coords(POINTS)}", params={"sources": "0;1", "destinations": "2;3;0"}).json()
+    body = http.get(
+        f"/table/v1/car/{coords(POINTS)}", params={"sources": "0;1", "destinations": "2;3;0"}
+    ).json()
     assert body["code"] == "Ok"
     assert [len(r) for r in body["durations"]] == [3, 3]
     assert len(body["sources"]) == 2 and len(body["destinations"]) == 3
@@ -100,9 +107,10 @@ def test_isochrone_polygons_grow_with_time(http: httpx.Client) -> None:
     areas = {f["properties"]["contour_minutes"]: shape(f["geometry"]) for f in body["features"]}
     assert set(areas) == {3.0, 6.0}
     assert areas[6.0].area > areas[3.0].area > 0
-    assert areas[3.0].buffer(1e-9).contains(Point(POINTS[0]).buffer(1e-9).centroid) or areas[3.0].distance(
-        Point(POINTS[0])
-    ) < 0.002
+    assert (
+        areas[3.0].buffer(1e-9).contains(Point(POINTS[0]).buffer(1e-9).centroid)
+        or areas[3.0].distance(Point(POINTS[0])) < 0.002
+    )
 
 
 @pytest.mark.parametrize(
@@ -162,5 +170,3 @@ def test_routingpy_osrm_client_gets_routes_and_matrices(server: str) -> None:
     leg = client.directions(locations=[list(POINTS[0]), list(POINTS[1])], profile="driving")
     assert leg.raw["routes"][0]["duration"] == matrix.durations[0][1]  # routingpy truncates .duration to int
     assert leg.duration == int(matrix.durations[0][1])
-
-

@@ -15,7 +15,9 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
     if numeric is None:
         raise ValueError(f"unknown log level {level!r}")
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s", force=True)
-    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -29,20 +29,57 @@ SIMPLIFY_TOLERANCE_DEG = 5e-5  # ~5 m, for overview=simplified
 INLINE_ROUTE_POINTS = 10  # small routes run on the event loop; bigger work goes to the thread pool
 
 ROUTE_OPTIONS = {
-    "alternatives", "steps", "annotations", "geometries", "overview", "continue_straight", "radiuses",
-    "bearings", "hints", "approaches", "exclude", "snapping", "skip_waypoints", "generate_hints", "waypoints",
+    "alternatives",
+    "steps",
+    "annotations",
+    "geometries",
+    "overview",
+    "continue_straight",
+    "radiuses",
+    "bearings",
+    "hints",
+    "approaches",
+    "exclude",
+    "snapping",
+    "skip_waypoints",
+    "generate_hints",
+    "waypoints",
 }
 TABLE_OPTIONS = {
-    "sources", "destinations", "annotations", "fallback_speed", "fallback_coordinate", "scale_factor",
-    "radiuses", "bearings", "hints", "approaches", "exclude", "snapping", "skip_waypoints", "generate_hints",
+    "sources",
+    "destinations",
+    "annotations",
+    "fallback_speed",
+    "fallback_coordinate",
+    "scale_factor",
+    "radiuses",
+    "bearings",
+    "hints",
+    "approaches",
+    "exclude",
+    "snapping",
+    "skip_waypoints",
+    "generate_hints",
 }
-NEAREST_OPTIONS = {"number", "radiuses", "bearings", "hints", "approaches", "exclude", "snapping", "generate_hints"}
+NEAREST_OPTIONS = {
+    "number",
+    "radiuses",
+    "bearings",
+    "hints",
+    "approaches",
+    "exclude",
+    "snapping",
+    "generate_hints",
+}
 ISOCHRONE_OPTIONS = {"contours_minutes", "contours_seconds", "radiuses", "generate_hints"}
 
 
 def json_response(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
-                    media_type="application/json")
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status,
+        media_type="application/json",
+    )
 
 
 def build_router(service: RoutingService) -> APIRouter:
@@ -77,7 +114,11 @@ def build_router(service: RoutingService) -> APIRouter:
         radiuses = _radiuses(params, len(points))
         src_pts = [points[i] for i in sources]
         dst_pts = [points[i] for i in destinations]
-        rad = None if radiuses is None else ([radiuses[i] for i in sources], [radiuses[i] for i in destinations])
+        rad = (
+            None
+            if radiuses is None
+            else ([radiuses[i] for i in sources], [radiuses[i] for i in destinations])
+        )
         result = await run_in_threadpool(engine.table, src_pts, dst_pts, rad)
         body: dict[str, Any] = {"code": "Ok"}
         if "duration" in annotations:
@@ -99,11 +140,13 @@ def build_router(service: RoutingService) -> APIRouter:
         number = _int(params.get("number", "1"), "number")
         radiuses = _radiuses(params, 1)
         snaps = engine.nearest(points[0], number, radiuses[0] if radiuses else None)
-        return json_response({
-            "code": "Ok",
-            "waypoints": [waypoint(s, engine) for s in snaps],
-            "graph_version": engine.graph_version,
-        })
+        return json_response(
+            {
+                "code": "Ok",
+                "waypoints": [waypoint(s, engine) for s in snaps],
+                "graph_version": engine.graph_version,
+            }
+        )
 
     @router.get("/isochrone/v1/{profile}/{coordinates:path}")
     async def isochrone(profile: str, coordinates: str, request: Request) -> Response:
@@ -146,7 +189,9 @@ def parse_coordinates(text: str) -> list[LatLng]:
             try:
                 lon, lat = float(pieces[0]), float(pieces[1])
             except ValueError:
-                raise InvalidQuery(f"Query string malformed close to coordinate {pos}: not a number") from None
+                raise InvalidQuery(
+                    f"Query string malformed close to coordinate {pos}: not a number"
+                ) from None
             points.append(LatLng(lat, lon))
     if not points:
         raise InvalidQuery("no coordinates given")

@@ -64,17 +64,33 @@ def build_graph(
     report("contract", 0, 1)
     t1 = time.perf_counter()
     hierarchy = contract(
-        network.n_nodes, network.arc_tail, network.arc_head, network.arc_weight_ms, network.arc_dist_cm, params
+        network.n_nodes,
+        network.arc_tail,
+        network.arc_head,
+        network.arc_weight_ms,
+        network.arc_dist_cm,
+        params,
     )
     query = build_query_graph(hierarchy, network.n_nodes, network.n_arcs)
     contract_s = time.perf_counter() - t1
     report("contract", 1, 1)
     version = graph_version_for(pbf_sha, profile)
-    network = replace(network, report=replace(network.report, extra={
-        **network.report.extra, "import_ms": round(import_s * 1000), "contract_ms": round(contract_s * 1000),
-    }))
+    network = replace(
+        network,
+        report=replace(
+            network.report,
+            extra={
+                **network.report.extra,
+                "import_ms": round(import_s * 1000),
+                "contract_ms": round(contract_s * 1000),
+            },
+        ),
+    )
     path = write_artefact(
-        out_dir, network, query, graph_version=version,
+        out_dir,
+        network,
+        query,
+        graph_version=version,
         source={"file": pbf.name, "sha256": pbf_sha, "bytes": pbf.stat().st_size},
     )
     report("write", 1, 1)

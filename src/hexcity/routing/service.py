@@ -68,8 +68,9 @@ class RoutingEngine:
         self.limits = limits
 
     @classmethod
-    def open(cls, path: Path | str, *, limits: Limits | None = None, verify: bool = True,
-             workers: int = 8) -> RoutingEngine:
+    def open(
+        cls, path: Path | str, *, limits: Limits | None = None, verify: bool = True, workers: int = 8
+    ) -> RoutingEngine:
         """Load an artefact directory (memory-mapped). In process, the table limit is 10,000."""
         artefact = load_artefact(Path(path), verify=verify)
         engine = Engine(artefact.network, artefact.query, max_workspaces=workers)
@@ -119,8 +120,10 @@ class RoutingEngine:
         if len(sources) > limit or len(destinations) > limit:
             raise TooBig(f"at most {limit} sources and {limit} destinations per table")
         src = self._snap_all(sources, radiuses_m[0] if radiuses_m else None)
-        dst = src if destinations is sources else self._snap_all(
-            destinations, radiuses_m[1] if radiuses_m else None
+        dst = (
+            src
+            if destinations is sources
+            else self._snap_all(destinations, radiuses_m[1] if radiuses_m else None)
         )
         cache = self._p.cache
         if cache is None:
@@ -128,7 +131,9 @@ class RoutingEngine:
         cached = cache.table([s.location for s in src], [d.location for d in dst])
         return Table(cached.durations_s, cached.distances_m, src, dst)
 
-    def exact_table_arrays(self, sources: Sequence[LatLng], destinations: Sequence[LatLng]) -> tuple[F64, F64]:
+    def exact_table_arrays(
+        self, sources: Sequence[LatLng], destinations: Sequence[LatLng]
+    ) -> tuple[F64, F64]:
         """The engine's exact many-to-many on already-snapped locations (the cache's compute)."""
         src = [self._p.engine.snap(p, self._radius(None)) for p in sources]
         dst = [self._p.engine.snap(p, self._radius(None)) for p in destinations]
@@ -144,7 +149,9 @@ class RoutingEngine:
             raise InvalidValue(f"time limits must be in (0, {max_s:.0f}] seconds")
         snap = self.snap(point)
         engine = self._p.engine
-        return isochrone(engine.network, engine.phantom(snap), sorted(limits_s), self.limits.isochrone_buffer_m)
+        return isochrone(
+            engine.network, engine.phantom(snap), sorted(limits_s), self.limits.isochrone_buffer_m
+        )
 
     def attach_cache(self, factory: Callable[[RoutingEngine], SemanticTableCache]) -> None:
         self._p.cache = factory(self)
@@ -165,8 +172,10 @@ class RoutingEngine:
             raise InvalidValue("radiuses must have one entry per coordinate")
         for p in points:
             _check_point(p)
-        return [self._p.engine.snap(p, self._radius(radiuses_m[i] if radiuses_m else None))
-                for i, p in enumerate(points)]
+        return [
+            self._p.engine.snap(p, self._radius(radiuses_m[i] if radiuses_m else None))
+            for i, p in enumerate(points)
+        ]
 
 
 class RoutingService:
@@ -199,7 +208,9 @@ class RoutingService:
         try:
             name = canonical_profile_name(profile)
         except UnknownProfile:
-            raise UnknownProfile(f"unknown profile {profile!r}; served: {', '.join(self.profiles())}") from None
+            raise UnknownProfile(
+                f"unknown profile {profile!r}; served: {', '.join(self.profiles())}"
+            ) from None
         engine = self._engines.get(name)
         if engine is not None:
             return engine

@@ -22,23 +22,57 @@ from hexcity.routing.domain.dijkstra import one_to_all, out_csr
 def graphs(draw: st.DrawFn) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     n = draw(st.integers(min_value=1, max_value=30))
     m = draw(st.integers(min_value=0, max_value=4 * n))
-    arcs = draw(st.lists(
-        st.tuples(st.integers(0, n - 1), st.integers(0, n - 1), st.integers(1, 9), st.integers(0, 9)),
-        min_size=m, max_size=m,
-    ))
+    arcs = draw(
+        st.lists(
+            st.tuples(st.integers(0, n - 1), st.integers(0, n - 1), st.integers(1, 9), st.integers(0, 9)),
+            min_size=m,
+            max_size=m,
+        )
+    )
     arcs = [a for a in arcs if a[0] != a[1]]
     cols = np.array(arcs, dtype=np.int64).reshape(-1, 4)
-    return n, cols[:, 0].astype(np.int32), cols[:, 1].astype(np.int32), cols[:, 2].astype(np.int32), cols[:, 3].astype(np.int32)
+    return (
+        n,
+        cols[:, 0].astype(np.int32),
+        cols[:, 1].astype(np.int32),
+        cols[:, 2].astype(np.int32),
+        cols[:, 3].astype(np.int32),
+    )
 
 
 def _route(q, ws, s: int, t: int) -> tuple[int, int, int, int, int]:  # type: ignore[no-untyped-def]
     one = np.array([0], dtype=np.int64)
     out = route_query(
-        np.array([s]), one, one, np.array([t]), one, one,
-        q.fwd_first, q.fwd_to, q.fwd_weight, q.fwd_dist, q.fwd_edge,
-        q.bwd_first, q.bwd_to, q.bwd_weight, q.bwd_dist, q.bwd_edge,
-        ws.dist_f, ws.dd_f, ws.par_f, ws.dist_b, ws.dd_b, ws.par_b, ws.touched_f, ws.touched_b,
-        ws.hf_node, ws.hf_key, ws.hf_pos, ws.hb_node, ws.hb_key, ws.hb_pos,
+        np.array([s]),
+        one,
+        one,
+        np.array([t]),
+        one,
+        one,
+        q.fwd_first,
+        q.fwd_to,
+        q.fwd_weight,
+        q.fwd_dist,
+        q.fwd_edge,
+        q.bwd_first,
+        q.bwd_to,
+        q.bwd_weight,
+        q.bwd_dist,
+        q.bwd_edge,
+        ws.dist_f,
+        ws.dd_f,
+        ws.par_f,
+        ws.dist_b,
+        ws.dd_b,
+        ws.par_b,
+        ws.touched_f,
+        ws.touched_b,
+        ws.hf_node,
+        ws.hf_key,
+        ws.hf_pos,
+        ws.hb_node,
+        ws.hb_key,
+        ws.hb_pos,
     )
     return tuple(int(x) for x in out)  # type: ignore[return-value]
 
@@ -56,9 +90,33 @@ def test_route_and_table_equal_dijkstra_on_random_graphs(g) -> None:  # type: ig
     csr = np.arange(n + 1, dtype=np.int64)
     res_w = np.full((n, n), INF, dtype=np.int64)
     res_d = np.full((n, n), INF, dtype=np.int64)
-    table_query(csr, every, zero, zero, csr, every, zero, zero,
-                q.fwd_first, q.fwd_to, q.fwd_weight, q.fwd_dist, q.bwd_first, q.bwd_to, q.bwd_weight, q.bwd_dist,
-                ws.dist_f, ws.dd_f, ws.par_f, ws.touched_f, ws.hf_node, ws.hf_key, ws.hf_pos, res_w, res_d)
+    table_query(
+        csr,
+        every,
+        zero,
+        zero,
+        csr,
+        every,
+        zero,
+        zero,
+        q.fwd_first,
+        q.fwd_to,
+        q.fwd_weight,
+        q.fwd_dist,
+        q.bwd_first,
+        q.bwd_to,
+        q.bwd_weight,
+        q.bwd_dist,
+        ws.dist_f,
+        ws.dd_f,
+        ws.par_f,
+        ws.touched_f,
+        ws.hf_node,
+        ws.hf_key,
+        ws.hf_pos,
+        res_w,
+        res_d,
+    )
     for s in range(n):
         exp_w, exp_d = one_to_all(first, to, w64, d64, np.array([s]), np.array([0]), np.array([0]))
         np.testing.assert_array_equal(res_w[s], exp_w)
@@ -67,8 +125,16 @@ def test_route_and_table_equal_dijkstra_on_random_graphs(g) -> None:  # type: ig
             bw, bd, meet, ntf, ntb = _route(q, ws, s, t)
             assert (bw, bd) == (exp_w[t], exp_d[t])
             if meet >= 0:
-                arcs, a, b = unpack_path(meet, ws.par_f, ws.par_b, q.edge_tail, q.edge_head,
-                                         q.edge_child1, q.edge_child2, tail.size)
+                arcs, a, b = unpack_path(
+                    meet,
+                    ws.par_f,
+                    ws.par_b,
+                    q.edge_tail,
+                    q.edge_head,
+                    q.edge_child1,
+                    q.edge_child2,
+                    tail.size,
+                )
                 assert (a, b) == (s, t)
                 assert int(weight[arcs].sum()) == bw and int(dist[arcs].sum()) == bd
                 assert (head[arcs[:-1]] == tail[arcs[1:]]).all()
@@ -105,4 +171,10 @@ def test_rejects_zero_weights() -> None:
     import pytest
 
     with pytest.raises(ValueError, match=">= 1"):
-        contract(2, np.array([0], np.int32), np.array([1], np.int32), np.array([0], np.int32), np.array([1], np.int32))
+        contract(
+            2,
+            np.array([0], np.int32),
+            np.array([1], np.int32),
+            np.array([0], np.int32),
+            np.array([1], np.int32),
+        )

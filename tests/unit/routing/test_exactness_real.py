@@ -23,7 +23,9 @@ N_TARGETS = 100  # 100 x 100 = 10,000 pairs per graph
 
 
 @pytest.mark.parametrize(("extract", "profile"), CASES)
-def test_ch_equals_dijkstra_on_10000_pairs(graph_dir: Callable[[str, str], Path], extract: str, profile: str) -> None:
+def test_ch_equals_dijkstra_on_10000_pairs(
+    graph_dir: Callable[[str, str], Path], extract: str, profile: str
+) -> None:
     engine = RoutingEngine.open(graph_dir(extract, profile))
     net, q = engine.engine.network, engine.engine.query
     n = net.n_nodes
@@ -38,7 +40,9 @@ def test_ch_equals_dijkstra_on_10000_pairs(graph_dir: Callable[[str, str], Path]
         if best.get((t, h), 1 << 62) > w:
             best[(t, h)] = w
     keys = np.array(list(best.keys()), dtype=np.int64)
-    matrix = csr_matrix((np.array(list(best.values()), dtype=np.float64), (keys[:, 0], keys[:, 1])), shape=(n, n))
+    matrix = csr_matrix(
+        (np.array(list(best.values()), dtype=np.float64), (keys[:, 0], keys[:, 1])), shape=(n, n)
+    )
     expected_w = dijkstra(matrix, directed=True, indices=sources)[:, targets]
 
     # the hierarchy, many-to-many
@@ -47,9 +51,33 @@ def test_ch_equals_dijkstra_on_10000_pairs(graph_dir: Callable[[str, str], Path]
     res_w = np.full((N_SOURCES, N_TARGETS), INF, np.int64)
     res_d = np.full((N_SOURCES, N_TARGETS), INF, np.int64)
     ws = Workspace(n)
-    table_query(np.arange(N_SOURCES + 1), sources, zero_s, zero_s, np.arange(N_TARGETS + 1), targets, zero_t, zero_t,
-                q.fwd_first, q.fwd_to, q.fwd_weight, q.fwd_dist, q.bwd_first, q.bwd_to, q.bwd_weight, q.bwd_dist,
-                ws.dist_f, ws.dd_f, ws.par_f, ws.touched_f, ws.hf_node, ws.hf_key, ws.hf_pos, res_w, res_d)
+    table_query(
+        np.arange(N_SOURCES + 1),
+        sources,
+        zero_s,
+        zero_s,
+        np.arange(N_TARGETS + 1),
+        targets,
+        zero_t,
+        zero_t,
+        q.fwd_first,
+        q.fwd_to,
+        q.fwd_weight,
+        q.fwd_dist,
+        q.bwd_first,
+        q.bwd_to,
+        q.bwd_weight,
+        q.bwd_dist,
+        ws.dist_f,
+        ws.dd_f,
+        ws.par_f,
+        ws.touched_f,
+        ws.hf_node,
+        ws.hf_key,
+        ws.hf_pos,
+        res_w,
+        res_d,
+    )
     got_w = np.where(res_w >= INF, np.inf, res_w.astype(np.float64))
     np.testing.assert_array_equal(got_w, expected_w)
     # the graph is one strongly connected component: every pair is reachable
@@ -67,11 +95,36 @@ def test_ch_equals_dijkstra_on_10000_pairs(graph_dir: Callable[[str, str], Path]
     for i in range(0, N_SOURCES, 5):
         for j in range(0, N_TARGETS, 10):
             bw, bd, _meet, ntf, ntb = route_query(
-                sources[i : i + 1], one, one, targets[j : j + 1], one, one,
-                q.fwd_first, q.fwd_to, q.fwd_weight, q.fwd_dist, q.fwd_edge,
-                q.bwd_first, q.bwd_to, q.bwd_weight, q.bwd_dist, q.bwd_edge,
-                ws.dist_f, ws.dd_f, ws.par_f, ws.dist_b, ws.dd_b, ws.par_b, ws.touched_f, ws.touched_b,
-                ws.hf_node, ws.hf_key, ws.hf_pos, ws.hb_node, ws.hb_key, ws.hb_pos,
+                sources[i : i + 1],
+                one,
+                one,
+                targets[j : j + 1],
+                one,
+                one,
+                q.fwd_first,
+                q.fwd_to,
+                q.fwd_weight,
+                q.fwd_dist,
+                q.fwd_edge,
+                q.bwd_first,
+                q.bwd_to,
+                q.bwd_weight,
+                q.bwd_dist,
+                q.bwd_edge,
+                ws.dist_f,
+                ws.dd_f,
+                ws.par_f,
+                ws.dist_b,
+                ws.dd_b,
+                ws.par_b,
+                ws.touched_f,
+                ws.touched_b,
+                ws.hf_node,
+                ws.hf_key,
+                ws.hf_pos,
+                ws.hb_node,
+                ws.hb_key,
+                ws.hb_pos,
             )
             reset(ws.dist_f, ws.dd_f, ws.par_f, ws.touched_f, ntf)
             reset(ws.dist_b, ws.dd_b, ws.par_b, ws.touched_b, ntb)

@@ -30,13 +30,39 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
 NETWORK_ARRAYS = (
-    "node_lat", "node_lon", "geom_offset", "geom_lat", "geom_lon", "geom_cum_dist_m", "geom_cum_fwd_s",
-    "geom_cum_bwd_s", "chain_forward", "chain_backward", "chain_name", "arc_tail", "arc_head", "arc_chain",
-    "arc_forward", "arc_weight_ms", "arc_dist_cm",
+    "node_lat",
+    "node_lon",
+    "geom_offset",
+    "geom_lat",
+    "geom_lon",
+    "geom_cum_dist_m",
+    "geom_cum_fwd_s",
+    "geom_cum_bwd_s",
+    "chain_forward",
+    "chain_backward",
+    "chain_name",
+    "arc_tail",
+    "arc_head",
+    "arc_chain",
+    "arc_forward",
+    "arc_weight_ms",
+    "arc_dist_cm",
 )
 QUERY_ARRAYS = (
-    "fwd_first", "fwd_to", "fwd_weight", "fwd_dist", "fwd_edge", "bwd_first", "bwd_to", "bwd_weight",
-    "bwd_dist", "bwd_edge", "edge_tail", "edge_head", "edge_child1", "edge_child2",
+    "fwd_first",
+    "fwd_to",
+    "fwd_weight",
+    "fwd_dist",
+    "fwd_edge",
+    "bwd_first",
+    "bwd_to",
+    "bwd_weight",
+    "bwd_dist",
+    "bwd_edge",
+    "edge_tail",
+    "edge_head",
+    "edge_child1",
+    "edge_child2",
 )
 
 
@@ -92,7 +118,9 @@ def write_artefact(
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "source": source,
             "counts": {
-                "nodes": network.n_nodes, "chains": network.n_chains, "arcs": network.n_arcs,
+                "nodes": network.n_nodes,
+                "chains": network.n_chains,
+                "arcs": network.n_arcs,
                 "shortcuts": int(query.edge_tail.shape[0]) - network.n_arcs,
             },
             "bbox": _bbox(network),
@@ -148,9 +176,7 @@ def load_artefact(path: Path, *, verify: bool = True) -> Artefact:
     network = RoadNetwork(
         profile=manifest["profile"], names=names, report=report, **{k: arrays[k] for k in NETWORK_ARRAYS}
     )
-    query = QueryGraph(
-        n_nodes=network.n_nodes, n_arcs=network.n_arcs, **{k: arrays[k] for k in QUERY_ARRAYS}
-    )
+    query = QueryGraph(n_nodes=network.n_nodes, n_arcs=network.n_arcs, **{k: arrays[k] for k in QUERY_ARRAYS})
     return Artefact(path=path, manifest=manifest, network=network, query=query)
 
 
@@ -171,8 +197,10 @@ def _bbox(network: RoadNetwork) -> list[float]:
     if network.n_nodes == 0:
         return [0.0, 0.0, 0.0, 0.0]
     return [
-        float(network.node_lon.min()), float(network.node_lat.min()),
-        float(network.node_lon.max()), float(network.node_lat.max()),
+        float(network.node_lon.min()),
+        float(network.node_lat.min()),
+        float(network.node_lon.max()),
+        float(network.node_lat.max()),
     ]
 
 

@@ -69,8 +69,16 @@ def build_query_graph(h: Hierarchy, n_nodes: int, n_arcs: int) -> QueryGraph:
     return QueryGraph(
         n_nodes=n_nodes,
         n_arcs=n_arcs,
-        fwd_first=ff, fwd_to=ft, fwd_weight=fw, fwd_dist=fd, fwd_edge=fe,
-        bwd_first=bf, bwd_to=bt, bwd_weight=bw, bwd_dist=bd, bwd_edge=be,
+        fwd_first=ff,
+        fwd_to=ft,
+        fwd_weight=fw,
+        fwd_dist=fd,
+        fwd_edge=fe,
+        bwd_first=bf,
+        bwd_to=bt,
+        bwd_weight=bw,
+        bwd_dist=bd,
+        bwd_edge=be,
         edge_tail=h.edge_tail.astype(np.int32),
         edge_head=h.edge_head.astype(np.int32),
         edge_child1=h.edge_child1.astype(np.int32),
@@ -100,12 +108,12 @@ class Workspace:
 
 
 @njit(cache=True, nogil=True)
-def _better(w, d, bw, bd):  # type: ignore[no-untyped-def]
+def _better(w, d, bw, bd):
     return w < bw or (w == bw and d < bd)
 
 
 @njit(cache=True, nogil=True)
-def _stalled(x, kx, dx, dist, dd, first, to, wt, dt):  # type: ignore[no-untyped-def]
+def _stalled(x, kx, dx, dist, dd, first, to, wt, dt):
     """Stall-on-demand: x is reached better through a higher node on the opposite graph."""
     for i in range(first[x], first[x + 1]):
         y = to[i]
@@ -117,7 +125,7 @@ def _stalled(x, kx, dx, dist, dd, first, to, wt, dt):  # type: ignore[no-untyped
 
 
 @njit(cache=True, nogil=True)
-def _seed(nodes, ws, ds, dist, dd, par, touched, h_node, h_key, h_pos):  # type: ignore[no-untyped-def]
+def _seed(nodes, ws, ds, dist, dd, par, touched, h_node, h_key, h_pos):
     nt = 0
     size = 0
     for i in range(nodes.shape[0]):
@@ -135,11 +143,37 @@ def _seed(nodes, ws, ds, dist, dd, par, touched, h_node, h_key, h_pos):  # type:
 
 @njit(cache=True, nogil=True)
 def route_query(
-    s_nodes, s_w, s_d, t_nodes, t_w, t_d,
-    fwd_first, fwd_to, fwd_w, fwd_d, fwd_e, bwd_first, bwd_to, bwd_w, bwd_d, bwd_e,
-    dist_f, dd_f, par_f, dist_b, dd_b, par_b, touched_f, touched_b,
-    hf_node, hf_key, hf_pos, hb_node, hb_key, hb_pos,
-):  # type: ignore[no-untyped-def]
+    s_nodes,
+    s_w,
+    s_d,
+    t_nodes,
+    t_w,
+    t_d,
+    fwd_first,
+    fwd_to,
+    fwd_w,
+    fwd_d,
+    fwd_e,
+    bwd_first,
+    bwd_to,
+    bwd_w,
+    bwd_d,
+    bwd_e,
+    dist_f,
+    dd_f,
+    par_f,
+    dist_b,
+    dd_b,
+    par_b,
+    touched_f,
+    touched_b,
+    hf_node,
+    hf_key,
+    hf_pos,
+    hb_node,
+    hb_key,
+    hb_pos,
+):
     """Bidirectional CH search; returns (weight, dist, meeting node or -1).
 
     Leaves the search state in the workspace for ``unpack_path``; call ``reset`` afterwards.
@@ -203,7 +237,7 @@ def route_query(
 
 
 @njit(cache=True, nogil=True)
-def reset(dist, dd, par, touched, n_touched):  # type: ignore[no-untyped-def]
+def reset(dist, dd, par, touched, n_touched):
     for i in range(n_touched):
         v = touched[i]
         dist[v] = INF
@@ -212,7 +246,7 @@ def reset(dist, dd, par, touched, n_touched):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def unpack_path(meet, par_f, par_b, edge_tail, edge_head, edge_c1, edge_c2, n_arcs):  # type: ignore[no-untyped-def]
+def unpack_path(meet, par_f, par_b, edge_tail, edge_head, edge_c1, edge_c2, n_arcs):
     """Input arcs of the path through ``meet``; returns (arcs, first node, last node)."""
     up = []
     x = meet
@@ -249,9 +283,28 @@ def unpack_path(meet, par_f, par_b, edge_tail, edge_head, edge_c1, edge_c2, n_ar
 
 @njit(cache=True, nogil=True)
 def _upward_search(
-    nodes, ws, ds, first, to, wt, dt, o_first, o_to, o_wt, o_dt,
-    dist, dd, par, touched, h_node, h_key, h_pos, out_node, out_w, out_d,
-):  # type: ignore[no-untyped-def]
+    nodes,
+    ws,
+    ds,
+    first,
+    to,
+    wt,
+    dt,
+    o_first,
+    o_to,
+    o_wt,
+    o_dt,
+    dist,
+    dd,
+    par,
+    touched,
+    h_node,
+    h_key,
+    h_pos,
+    out_node,
+    out_w,
+    out_d,
+):
     """Full upward search; writes settled (node, w, d) to out_*; returns count (state reset)."""
     nt, size = _seed(nodes, ws, ds, dist, dd, par, touched, h_node, h_key, h_pos)
     n_out = 0
@@ -281,10 +334,32 @@ def _upward_search(
 
 @njit(cache=True, nogil=True)
 def table_query(
-    s_first, s_nodes, s_w, s_d, t_first, t_nodes, t_w, t_d,
-    fwd_first, fwd_to, fwd_w, fwd_d, bwd_first, bwd_to, bwd_w, bwd_d,
-    dist, dd, par, touched, h_node, h_key, h_pos, res_w, res_d,
-):  # type: ignore[no-untyped-def]
+    s_first,
+    s_nodes,
+    s_w,
+    s_d,
+    t_first,
+    t_nodes,
+    t_w,
+    t_d,
+    fwd_first,
+    fwd_to,
+    fwd_w,
+    fwd_d,
+    bwd_first,
+    bwd_to,
+    bwd_w,
+    bwd_d,
+    dist,
+    dd,
+    par,
+    touched,
+    h_node,
+    h_key,
+    h_pos,
+    res_w,
+    res_d,
+):
     """Many-to-many durations/distances into res_w/res_d (INF where unreachable)."""
     n = fwd_first.shape[0] - 1
     n_src = s_first.shape[0] - 1
@@ -303,9 +378,27 @@ def table_query(
         lo = t_first[t]
         hi = t_first[t + 1]
         k = _upward_search(
-            t_nodes[lo:hi], t_w[lo:hi], t_d[lo:hi], bwd_first, bwd_to, bwd_w, bwd_d,
-            fwd_first, fwd_to, fwd_w, fwd_d, dist, dd, par, touched, h_node, h_key, h_pos,
-            out_node, out_w, out_d,
+            t_nodes[lo:hi],
+            t_w[lo:hi],
+            t_d[lo:hi],
+            bwd_first,
+            bwd_to,
+            bwd_w,
+            bwd_d,
+            fwd_first,
+            fwd_to,
+            fwd_w,
+            fwd_d,
+            dist,
+            dd,
+            par,
+            touched,
+            h_node,
+            h_key,
+            h_pos,
+            out_node,
+            out_w,
+            out_d,
         )
         if nb + k > cap:
             cap = max(2 * cap, nb + k)
@@ -346,9 +439,27 @@ def table_query(
         lo = s_first[s]
         hi = s_first[s + 1]
         k = _upward_search(
-            s_nodes[lo:hi], s_w[lo:hi], s_d[lo:hi], fwd_first, fwd_to, fwd_w, fwd_d,
-            bwd_first, bwd_to, bwd_w, bwd_d, dist, dd, par, touched, h_node, h_key, h_pos,
-            out_node, out_w, out_d,
+            s_nodes[lo:hi],
+            s_w[lo:hi],
+            s_d[lo:hi],
+            fwd_first,
+            fwd_to,
+            fwd_w,
+            fwd_d,
+            bwd_first,
+            bwd_to,
+            bwd_w,
+            bwd_d,
+            dist,
+            dd,
+            par,
+            touched,
+            h_node,
+            h_key,
+            h_pos,
+            out_node,
+            out_w,
+            out_d,
         )
         for i in range(k):
             x = out_node[i]

@@ -84,7 +84,9 @@ def contract(
     d64 = np.ascontiguousarray(dist_cm, dtype=np.int64)
     if tail64.shape[0] and (w64.min() < 1 or d64.min() < 0):
         raise ValueError("arc weights must be >= 1 and distances >= 0")
-    if tail64.shape[0] and (min(tail64.min(), head64.min()) < 0 or max(tail64.max(), head64.max()) >= n_nodes):
+    if tail64.shape[0] and (
+        min(tail64.min(), head64.min()) < 0 or max(tail64.max(), head64.max()) >= n_nodes
+    ):
         raise ValueError("arc endpoint out of range")
     out = _contract_graph(
         n_nodes, tail64, head64, w64, d64, params.witness_settle_limit, params.simulation_settle_limit
@@ -106,7 +108,7 @@ def contract(
 
 
 @njit(cache=True)
-def _grow(a, need):  # type: ignore[no-untyped-def]
+def _grow(a, need):
     if need <= a.shape[0]:
         return a
     b = np.empty(max(need, 2 * a.shape[0]), dtype=a.dtype)
@@ -115,7 +117,7 @@ def _grow(a, need):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _append(start, length, cap, pool_nbr, pool_w, pool_d, pool_eid, used, v, nbr, w, d, eid):  # type: ignore[no-untyped-def]
+def _append(start, length, cap, pool_nbr, pool_w, pool_d, pool_eid, used, v, nbr, w, d, eid):
     """Append one arc to node v's list; returns (pool arrays..., used)."""
     if length[v] == cap[v]:
         new_cap = max(4, 2 * cap[v])
@@ -143,7 +145,7 @@ def _append(start, length, cap, pool_nbr, pool_w, pool_d, pool_eid, used, v, nbr
 
 
 @njit(cache=True)
-def _remove_nbr(start, length, pool_nbr, pool_w, pool_d, pool_eid, v, nbr):  # type: ignore[no-untyped-def]
+def _remove_nbr(start, length, pool_nbr, pool_w, pool_d, pool_eid, v, nbr):
     """Remove every arc of v's list that points to nbr (swap with last)."""
     s = start[v]
     i = 0
@@ -162,7 +164,7 @@ def _remove_nbr(start, length, pool_nbr, pool_w, pool_d, pool_eid, v, nbr):  # t
 @njit(cache=True)
 def _witness_search(
     src, forbidden, max_w, limit, o_start, o_len, o_nbr, o_w, o_d, dist, ddist, touched, h_node, h_key, pos
-):  # type: ignore[no-untyped-def]
+):
     """Lexicographic Dijkstra from src avoiding ``forbidden``; returns #touched (reset by caller)."""
     n_touched = 0
     dist[src] = 0
@@ -199,9 +201,30 @@ def _witness_search(
 
 @njit(cache=True)
 def _process_node(
-    v, insert, limit, i_start, i_len, i_nbr, i_w, i_d, i_eid, o_start, o_len, o_nbr, o_w, o_d, o_eid,
-    e_hops, dist, ddist, touched, h_node, h_key, pos, sc_buf,
-):  # type: ignore[no-untyped-def]
+    v,
+    insert,
+    limit,
+    i_start,
+    i_len,
+    i_nbr,
+    i_w,
+    i_d,
+    i_eid,
+    o_start,
+    o_len,
+    o_nbr,
+    o_w,
+    o_d,
+    o_eid,
+    e_hops,
+    dist,
+    ddist,
+    touched,
+    h_node,
+    h_key,
+    pos,
+    sc_buf,
+):
     """Find the shortcuts needed to contract v.
 
     Returns (n_shortcuts, hops_added); with ``insert`` the shortcuts are written to ``sc_buf``
@@ -215,15 +238,27 @@ def _process_node(
         return 0, 0
     max_out = 0
     for j in range(os_, os_ + ol):
-        if o_w[j] > max_out:
-            max_out = o_w[j]
+        max_out = max(max_out, o_w[j])
     is_ = i_start[v]
     for k in range(is_, is_ + i_len[v]):
         u = i_nbr[k]
         w_uv = i_w[k]
         n_t = _witness_search(
-            u, v, w_uv + max_out, limit, o_start, o_len, o_nbr, o_w, o_d,
-            dist, ddist, touched, h_node, h_key, pos,
+            u,
+            v,
+            w_uv + max_out,
+            limit,
+            o_start,
+            o_len,
+            o_nbr,
+            o_w,
+            o_d,
+            dist,
+            ddist,
+            touched,
+            h_node,
+            h_key,
+            pos,
         )
         for j in range(os_, os_ + ol):
             w = o_nbr[j]
@@ -251,7 +286,7 @@ def _process_node(
 
 
 @njit(cache=True)
-def _priority(v, n_sc, hops, i_len, o_len, i_eid, o_eid, i_start, o_start, e_hops, depth):  # type: ignore[no-untyped-def]
+def _priority(v, n_sc, hops, i_len, o_len, i_eid, o_eid, i_start, o_start, e_hops, depth):
     removed = i_len[v] + o_len[v]
     removed_hops = 0
     for k in range(i_start[v], i_start[v] + i_len[v]):
@@ -264,7 +299,7 @@ def _priority(v, n_sc, hops, i_len, o_len, i_eid, o_eid, i_start, o_start, e_hop
 
 
 @njit(cache=True)
-def _contract_graph(n, tail, head, w_in, d_in, witness_limit, sim_limit):  # type: ignore[no-untyped-def]
+def _contract_graph(n, tail, head, w_in, d_in, witness_limit, sim_limit):
     m = tail.shape[0]
     # global edge table (input arcs keep their ids)
     e_cap = max(16, 3 * m)
@@ -357,8 +392,29 @@ def _contract_graph(n, tail, head, w_in, d_in, witness_limit, sim_limit):  # typ
     p_size = 0
     for v in range(n):
         n_sc, hops = _process_node(
-            v, False, sim_limit, i_start, i_len, i_nbr, i_w, i_d, i_eid, o_start, o_len, o_nbr, o_w, o_d,
-            o_eid, e_hops, dist, ddist, touched, h_node, h_key, pos, sc_buf,
+            v,
+            False,
+            sim_limit,
+            i_start,
+            i_len,
+            i_nbr,
+            i_w,
+            i_d,
+            i_eid,
+            o_start,
+            o_len,
+            o_nbr,
+            o_w,
+            o_d,
+            o_eid,
+            e_hops,
+            dist,
+            ddist,
+            touched,
+            h_node,
+            h_key,
+            pos,
+            sc_buf,
         )
         prio = _priority(v, n_sc, hops, i_len, o_len, i_eid, o_eid, i_start, o_start, e_hops, depth)
         p_size = push_or_update(p_node, p_key, p_pos, p_size, v, prio)
@@ -372,10 +428,31 @@ def _contract_graph(n, tail, head, w_in, d_in, witness_limit, sim_limit):  # typ
     nub = 0
     next_rank = 0
     while p_size > 0:
-        v, pv, p_size = pop_min(p_node, p_key, p_pos, p_size)
+        v, _, p_size = pop_min(p_node, p_key, p_pos, p_size)
         n_sc, hops = _process_node(
-            v, False, sim_limit, i_start, i_len, i_nbr, i_w, i_d, i_eid, o_start, o_len, o_nbr, o_w, o_d,
-            o_eid, e_hops, dist, ddist, touched, h_node, h_key, pos, sc_buf,
+            v,
+            False,
+            sim_limit,
+            i_start,
+            i_len,
+            i_nbr,
+            i_w,
+            i_d,
+            i_eid,
+            o_start,
+            o_len,
+            o_nbr,
+            o_w,
+            o_d,
+            o_eid,
+            e_hops,
+            dist,
+            ddist,
+            touched,
+            h_node,
+            h_key,
+            pos,
+            sc_buf,
         )
         prio = _priority(v, n_sc, hops, i_len, o_len, i_eid, o_eid, i_start, o_start, e_hops, depth)
         if p_size > 0 and prio > p_key[0]:
@@ -384,8 +461,29 @@ def _contract_graph(n, tail, head, w_in, d_in, witness_limit, sim_limit):  # typ
         # contract v: find shortcuts with the full witness limit
         while True:
             n_sc, hops = _process_node(
-                v, True, witness_limit, i_start, i_len, i_nbr, i_w, i_d, i_eid, o_start, o_len, o_nbr,
-                o_w, o_d, o_eid, e_hops, dist, ddist, touched, h_node, h_key, pos, sc_buf,
+                v,
+                True,
+                witness_limit,
+                i_start,
+                i_len,
+                i_nbr,
+                i_w,
+                i_d,
+                i_eid,
+                o_start,
+                o_len,
+                o_nbr,
+                o_w,
+                o_d,
+                o_eid,
+                e_hops,
+                dist,
+                ddist,
+                touched,
+                h_node,
+                h_key,
+                pos,
+                sc_buf,
             )
             if n_sc >= 0:
                 break
@@ -478,13 +576,32 @@ def _contract_graph(n, tail, head, w_in, d_in, witness_limit, sim_limit):  # typ
                 if contracted[x]:
                     continue
                 n_sc2, hops2 = _process_node(
-                    x, False, sim_limit, i_start, i_len, i_nbr, i_w, i_d, i_eid, o_start, o_len, o_nbr,
-                    o_w, o_d, o_eid, e_hops, dist, ddist, touched, h_node, h_key, pos, sc_buf,
+                    x,
+                    False,
+                    sim_limit,
+                    i_start,
+                    i_len,
+                    i_nbr,
+                    i_w,
+                    i_d,
+                    i_eid,
+                    o_start,
+                    o_len,
+                    o_nbr,
+                    o_w,
+                    o_d,
+                    o_eid,
+                    e_hops,
+                    dist,
+                    ddist,
+                    touched,
+                    h_node,
+                    h_key,
+                    pos,
+                    sc_buf,
                 )
                 px = _priority(x, n_sc2, hops2, i_len, o_len, i_eid, o_eid, i_start, o_start, e_hops, depth)
                 p_size = push_or_update(p_node, p_key, p_pos, p_size, x, px)
         o_len[v] = 0
         i_len[v] = 0
-    return (
-        rank, e_tail, e_head, e_w, e_d, e_c1, e_c2, n_edges, uf_node, uf_edge, nuf, ub_node, ub_edge, nub
-    )
+    return (rank, e_tail, e_head, e_w, e_d, e_c1, e_c2, n_edges, uf_node, uf_edge, nuf, ub_node, ub_edge, nub)

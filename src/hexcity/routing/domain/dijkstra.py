@@ -47,7 +47,7 @@ def one_to_all(
 
 
 @njit(cache=True, nogil=True)
-def _dijkstra(first, to, weight, dist, seed_nodes, seed_w, seed_d, max_w, out_w, out_d, h_node, h_key, h_pos):  # type: ignore[no-untyped-def]
+def _dijkstra(first, to, weight, dist, seed_nodes, seed_w, seed_d, max_w, out_w, out_d, h_node, h_key, h_pos):
     size = 0
     for i in range(seed_nodes.shape[0]):
         v = seed_nodes[i]

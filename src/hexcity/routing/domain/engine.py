@@ -6,6 +6,7 @@ releases the GIL; each concurrent query borrows its own workspace from a bounded
 
 from __future__ import annotations
 
+import itertools
 import math
 import queue
 from collections.abc import Iterator, Sequence
@@ -16,7 +17,14 @@ import numpy as np
 import numpy.typing as npt
 
 from hexcity.kernel import LatLng
-from hexcity.routing.domain.ch_query import QueryGraph, Workspace, reset, route_query, table_query, unpack_path
+from hexcity.routing.domain.ch_query import (
+    QueryGraph,
+    Workspace,
+    reset,
+    route_query,
+    table_query,
+    unpack_path,
+)
 from hexcity.routing.domain.contraction import INF
 from hexcity.routing.domain.network import RoadNetwork
 from hexcity.routing.domain.phantom import ChainArcs, Phantom, make_phantom, same_chain_cost, seeds_csr
@@ -92,7 +100,7 @@ class Engine:
     def route(self, snaps: Sequence[Snap]) -> Route:
         """Fastest route through the snapped waypoints in order; raises NoRoute."""
         phantoms = [self.phantom(s) for s in snaps]
-        legs = [self._leg(a, b) for a, b in zip(phantoms[:-1], phantoms[1:], strict=True)]
+        legs = [self._leg(a, b) for a, b in itertools.pairwise(phantoms)]
         geometry: list[LatLng] = []
         for leg in legs:
             geometry.extend(leg.geometry if not geometry else leg.geometry[1:])
@@ -106,16 +114,41 @@ class Engine:
 
     def _leg(self, src: Phantom, dst: Phantom) -> Leg:
         direct = same_chain_cost(src, dst)
-        s_first, s_nodes, s_w, s_d = seeds_csr([src], as_source=True)
-        t_first, t_nodes, t_w, t_d = seeds_csr([dst], as_source=False)
+        _, s_nodes, s_w, s_d = seeds_csr([src], as_source=True)
+        _, t_nodes, t_w, t_d = seeds_csr([dst], as_source=False)
         q = self.query
         with self._workspace() as ws:
             best_w, best_d, meet, ntf, ntb = route_query(
-                s_nodes, s_w, s_d, t_nodes, t_w, t_d,
-                q.fwd_first, q.fwd_to, q.fwd_weight, q.fwd_dist, q.fwd_edge,
-                q.bwd_first, q.bwd_to, q.bwd_weight, q.bwd_dist, q.bwd_edge,
-                ws.dist_f, ws.dd_f, ws.par_f, ws.dist_b, ws.dd_b, ws.par_b, ws.touched_f, ws.touched_b,
-                ws.hf_node, ws.hf_key, ws.hf_pos, ws.hb_node, ws.hb_key, ws.hb_pos,
+                s_nodes,
+                s_w,
+                s_d,
+                t_nodes,
+                t_w,
+                t_d,
+                q.fwd_first,
+                q.fwd_to,
+                q.fwd_weight,
+                q.fwd_dist,
+                q.fwd_edge,
+                q.bwd_first,
+                q.bwd_to,
+                q.bwd_weight,
+                q.bwd_dist,
+                q.bwd_edge,
+                ws.dist_f,
+                ws.dd_f,
+                ws.par_f,
+                ws.dist_b,
+                ws.dd_b,
+                ws.par_b,
+                ws.touched_f,
+                ws.touched_b,
+                ws.hf_node,
+                ws.hf_key,
+                ws.hf_pos,
+                ws.hb_node,
+                ws.hb_key,
+                ws.hb_pos,
             )
             try:
                 if direct is not None and (meet < 0 or direct <= (best_w, best_d)):
@@ -172,7 +205,9 @@ class Engine:
     def _chain_coords(self, chain: int, forward: bool) -> list[LatLng]:
         net = self.network
         lo, hi = int(net.geom_offset[chain]), int(net.geom_offset[chain + 1])
-        pts = [LatLng(float(a), float(b)) for a, b in zip(net.geom_lat[lo:hi], net.geom_lon[lo:hi], strict=True)]
+        pts = [
+            LatLng(float(a), float(b)) for a, b in zip(net.geom_lat[lo:hi], net.geom_lon[lo:hi], strict=True)
+        ]
         return pts if forward else pts[::-1]
 
     def _chain_to_end(self, snap: Snap, *, forward: bool) -> list[LatLng]:
@@ -185,10 +220,7 @@ class Engine:
 
     def _chain_between(self, a: Snap, b: Snap, forward: bool) -> list[LatLng]:
         pts = self._chain_coords(a.chain, True)
-        if forward:
-            inner = pts[a.segment + 1 : b.segment + 1]
-        else:
-            inner = pts[b.segment + 1 : a.segment + 1][::-1]
+        inner = pts[a.segment + 1 : b.segment + 1] if forward else pts[b.segment + 1 : a.segment + 1][::-1]
         return _dedupe([a.location, *inner, b.location])
 
     # -- table ----------------------------------------------------------------------------------
@@ -203,10 +235,31 @@ class Engine:
         q = self.query
         with self._workspace() as ws:
             table_query(
-                s_first, s_nodes, s_w, s_d, t_first, t_nodes, t_w, t_d,
-                q.fwd_first, q.fwd_to, q.fwd_weight, q.fwd_dist,
-                q.bwd_first, q.bwd_to, q.bwd_weight, q.bwd_dist,
-                ws.dist_f, ws.dd_f, ws.par_f, ws.touched_f, ws.hf_node, ws.hf_key, ws.hf_pos, res_w, res_d,
+                s_first,
+                s_nodes,
+                s_w,
+                s_d,
+                t_first,
+                t_nodes,
+                t_w,
+                t_d,
+                q.fwd_first,
+                q.fwd_to,
+                q.fwd_weight,
+                q.fwd_dist,
+                q.bwd_first,
+                q.bwd_to,
+                q.bwd_weight,
+                q.bwd_dist,
+                ws.dist_f,
+                ws.dd_f,
+                ws.par_f,
+                ws.touched_f,
+                ws.hf_node,
+                ws.hf_key,
+                ws.hf_pos,
+                res_w,
+                res_d,
             )
         self._same_chain_fixup(src_p, dst_p, res_w, res_d)
         unreachable = res_w >= INF
@@ -253,8 +306,10 @@ class _LazyWorkspace:
 def _dedupe(points: list[LatLng]) -> list[LatLng]:
     out: list[LatLng] = []
     for p in points:
-        if not out or (not math.isclose(p.lat, out[-1].lat, abs_tol=1e-9) or
-                       not math.isclose(p.lng, out[-1].lng, abs_tol=1e-9)):
+        if not out or (
+            not math.isclose(p.lat, out[-1].lat, abs_tol=1e-9)
+            or not math.isclose(p.lng, out[-1].lng, abs_tol=1e-9)
+        ):
             out.append(p)
     if len(out) == 1:
         out.append(out[0])

@@ -12,7 +12,7 @@ from numba import njit
 
 
 @njit(cache=True, inline="always")
-def sift_up(h_node, h_key, pos, i, node, key):  # type: ignore[no-untyped-def]
+def sift_up(h_node, h_key, pos, i, node, key):
     while i > 0:
         parent = (i - 1) >> 1
         if h_key[parent] <= key:
@@ -27,7 +27,7 @@ def sift_up(h_node, h_key, pos, i, node, key):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, inline="always")
-def sift_down(h_node, h_key, pos, size, i, node, key):  # type: ignore[no-untyped-def]
+def sift_down(h_node, h_key, pos, size, i, node, key):
     while True:
         child = 2 * i + 1
         if child >= size:
@@ -46,7 +46,7 @@ def sift_down(h_node, h_key, pos, size, i, node, key):  # type: ignore[no-untype
 
 
 @njit(cache=True)
-def push_or_update(h_node, h_key, pos, size, node, key):  # type: ignore[no-untyped-def]
+def push_or_update(h_node, h_key, pos, size, node, key):
     """Insert ``node`` with ``key`` or move it to ``key``; returns the new heap size."""
     i = pos[node]
     if i < 0:
@@ -60,7 +60,7 @@ def push_or_update(h_node, h_key, pos, size, node, key):  # type: ignore[no-unty
 
 
 @njit(cache=True)
-def pop_min(h_node, h_key, pos, size):  # type: ignore[no-untyped-def]
+def pop_min(h_node, h_key, pos, size):
     """Remove the minimum; returns (node, key, new_size)."""
     node = h_node[0]
     key = h_key[0]
@@ -72,7 +72,7 @@ def pop_min(h_node, h_key, pos, size):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def clear(h_node, pos, size):  # type: ignore[no-untyped-def]
+def clear(h_node, pos, size):
     """Empty the heap, resetting ``pos`` for the nodes still inside; returns 0."""
     for i in range(size):
         pos[h_node[i]] = -1

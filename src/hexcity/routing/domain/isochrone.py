@@ -42,7 +42,10 @@ def isochrone(network: RoadNetwork, start: Phantom, limits_s: list[float], buffe
     seeds = start.source_seeds()
     max_ms = round(max(limits_s) * 1000)
     arrival_ms, _ = one_to_all(
-        first, to, weight, dist,
+        first,
+        to,
+        weight,
+        dist,
         np.array([s[0] for s in seeds], dtype=np.int64),
         np.array([s[1] for s in seeds], dtype=np.int64),
         np.array([s[2] for s in seeds], dtype=np.int64),
@@ -77,18 +80,12 @@ def _reachable_lines(
         chain = int(network.arc_chain[arc])
         forward = bool(network.arc_forward[arc])
         lines.append(_chain_prefix(network, chain, forward, budget_s, kx, ky))
-    # the start chain itself, from the snapped point in each allowed direction
+    # the start point and the vertices next to it on its own chain
     snap = start.snap
-    lo = int(network.geom_offset[snap.chain])
-    pts = [(snap.location.lng * kx, snap.location.lat * ky)]
-    coords = np.column_stack([np.asarray(network.geom_lon[lo:]) * kx, np.asarray(network.geom_lat[lo:]) * ky])
-    a = lo + snap.segment
-    pts_fwd = pts + [tuple(c) for c in coords[snap.segment + 1 : snap.segment + 2]]
-    pts_bwd = pts + [tuple(c) for c in coords[snap.segment : snap.segment + 1]]
-    for seg in (pts_fwd, pts_bwd):
-        if len(seg) == 2:
-            lines.append(seg)  # type: ignore[arg-type]
-    del a
+    lo = int(network.geom_offset[snap.chain]) + snap.segment
+    here = (snap.location.lng * kx, snap.location.lat * ky)
+    for vertex in (lo, lo + 1):
+        lines.append([here, (float(network.geom_lon[vertex]) * kx, float(network.geom_lat[vertex]) * ky)])
     return [ln for ln in lines if len(ln) >= 2]
 
 
@@ -118,9 +115,15 @@ def to_geojson(contours: list[Contour]) -> dict[str, object]:
     """A GeoJSON FeatureCollection, one Feature per contour (largest first, for drawing)."""
     features = []
     for c in sorted(contours, key=lambda c: -c.time_s):
-        features.append({
-            "type": "Feature",
-            "properties": {"contour_s": c.time_s, "contour_minutes": c.time_s / 60.0, "reached_nodes": c.reached_nodes},
-            "geometry": shapely.geometry.mapping(c.geometry),
-        })
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {
+                    "contour_s": c.time_s,
+                    "contour_minutes": c.time_s / 60.0,
+                    "reached_nodes": c.reached_nodes,
+                },
+                "geometry": shapely.geometry.mapping(c.geometry),
+            }
+        )
     return {"type": "FeatureCollection", "features": features}

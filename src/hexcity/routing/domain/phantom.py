@@ -41,11 +41,13 @@ class Phantom:
         """(node, duration_ms, distance_cm) to leave the point."""
         seeds = []
         if self.fwd_head >= 0:
-            seeds.append((
-                self.fwd_head,
-                max(0, self.fwd_weight_ms - self.to_start_fwd_ms),
-                max(0, self.dist_cm - self.offset_cm),
-            ))
+            seeds.append(
+                (
+                    self.fwd_head,
+                    max(0, self.fwd_weight_ms - self.to_start_fwd_ms),
+                    max(0, self.dist_cm - self.offset_cm),
+                )
+            )
         if self.bwd_head >= 0:
             seeds.append((self.bwd_head, self.to_start_bwd_ms, self.offset_cm))
         return seeds

@@ -199,6 +199,7 @@ FOOT = Profile(
 
 # fmt: on
 
+
 def _stable(value: object) -> str:
     """``repr`` with sets sorted (set order varies with PYTHONHASHSEED)."""
     return repr(sorted(value)) if isinstance(value, frozenset) else repr(value)
