@@ -7,9 +7,9 @@ Thin: parse the URL → call RoutingService → shape OSRM's JSON. Every error i
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 import shapely
 from fastapi import APIRouter, Request
@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from hexcity.kernel import LatLng
 from hexcity.routing.domain.engine import Route
 from hexcity.routing.domain.isochrone import to_geojson
-from hexcity.routing.domain.polyline import decode, encode
+from hexcity.routing.domain.polyline import decode, encode_array
 from hexcity.routing.domain.snapping import Snap
 from hexcity.routing.errors import InvalidOptions, InvalidQuery, InvalidValue, TooBig
 from hexcity.routing.service import RoutingEngine, RoutingService
@@ -92,10 +92,11 @@ def build_router(service: RoutingService) -> APIRouter:
         params = _params(request, ROUTE_OPTIONS)
         points = parse_coordinates(coordinates)
         radiuses = _radiuses(params, len(points))
+        want_geometry = params.get("overview", "simplified") != "false" or _bool(params, "steps", False)
         if len(points) <= INLINE_ROUTE_POINTS:
-            result = engine.route(points, radiuses)
+            result = engine.route(points, radiuses, geometry=want_geometry)
         else:
-            result = await run_in_threadpool(engine.route, points, radiuses)
+            result = await run_in_threadpool(lambda: engine.route(points, radiuses, geometry=want_geometry))
         return json_response(route_body(result, params, engine))
 
     @router.get("/table/v1/{profile}/{coordinates:path}")
@@ -320,22 +321,22 @@ def route_body(route: Route, params: dict[str, str], engine: RoutingEngine) -> d
             {
                 "steps": [_step(leg.geometry, geometries, leg.duration_s, leg.distance_m)] if steps else [],
                 "summary": "",
-                "weight": round(leg.duration_s, 1),
-                "duration": round(leg.duration_s, 1),
-                "distance": round(leg.distance_m, 1),
+                "weight": _r1(leg.duration_s),
+                "duration": _r1(leg.duration_s),
+                "distance": _r1(leg.distance_m),
             }
             for leg in route.legs
         ],
         "weight_name": "duration",
-        "weight": round(route.duration_s, 1),
-        "duration": round(route.duration_s, 1),
-        "distance": round(route.distance_m, 1),
+        "weight": _r1(route.duration_s),
+        "duration": _r1(route.duration_s),
+        "distance": _r1(route.distance_m),
     }
     if overview != "false":
         coords = route.geometry
         if overview == "simplified" and len(coords) > 2:
-            line = shapely.LineString([(p.lng, p.lat) for p in coords]).simplify(SIMPLIFY_TOLERANCE_DEG)
-            coords = [LatLng(y, x) for x, y in line.coords]
+            simple = shapely.LineString(coords[:, ::-1]).simplify(SIMPLIFY_TOLERANCE_DEG)
+            coords = np.asarray(simple.coords)[:, ::-1]
         body_route["geometry"] = _geometry(coords, geometries)
     return {
         "code": "Ok",
@@ -345,24 +346,31 @@ def route_body(route: Route, params: dict[str, str], engine: RoutingEngine) -> d
     }
 
 
-def _step(coords: Sequence[LatLng], geometries: str, duration_s: float, distance_m: float) -> dict[str, Any]:
-    """One 'continue' step per leg: this engine does not generate turn-by-turn guidance."""
+def _step(coords: Any, geometries: str, duration_s: float, distance_m: float) -> dict[str, Any]:
+    """One step per leg: this engine does not generate turn-by-turn guidance (yet)."""
     return {
         "geometry": _geometry(coords, geometries),
-        "maneuver": {"type": "depart", "location": [coords[0].lng, coords[0].lat]},
+        "maneuver": {"type": "depart", "location": [float(coords[0, 1]), float(coords[0, 0])]},
         "mode": "driving",
-        "duration": round(duration_s, 1),
-        "distance": round(distance_m, 1),
-        "weight": round(duration_s, 1),
+        "duration": _r1(duration_s),
+        "distance": _r1(distance_m),
+        "weight": _r1(duration_s),
         "name": "",
     }
 
 
-def _geometry(coords: Sequence[LatLng], geometries: str) -> Any:
+def _geometry(coords: Any, geometries: str) -> Any:
+    """``coords`` is an (n, 2) array of (lat, lng) rows."""
     if geometries == "geojson":
-        return {"type": "LineString", "coordinates": [[round(p.lng, 6), round(p.lat, 6)] for p in coords]}
-    return encode(coords, 6 if geometries == "polyline6" else 5)
+        return {"type": "LineString", "coordinates": np.round(coords[:, ::-1], 6)}
+    return encode_array(coords, 6 if geometries == "polyline6" else 5)
 
 
-def _matrix(values: Any) -> list[list[float | None]]:
-    return [[None if math.isnan(v) else round(v, 1) for v in row] for row in values.tolist()]
+def _matrix(values: Any) -> Any:
+    """Rounded to 0.1 like OSRM; orjson writes the array directly and nan as null."""
+    return np.round(values, 1)
+
+
+def _r1(value: float) -> float:
+    """The same rounding as ``_matrix``, so a route and a table cell print the same number."""
+    return float(np.round(value, 1))

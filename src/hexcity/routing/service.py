@@ -98,13 +98,19 @@ class RoutingEngine:
             raise InvalidValue(f"number must be between 1 and {self.limits.max_nearest_number}")
         return self._p.engine.nearest(point, number, self._radius(radius_m))
 
-    def route(self, points: Sequence[LatLng], radiuses_m: Sequence[float | None] | None = None) -> Route:
+    def route(
+        self,
+        points: Sequence[LatLng],
+        radiuses_m: Sequence[float | None] | None = None,
+        *,
+        geometry: bool = True,
+    ) -> Route:
         if len(points) < 2:
             raise InvalidValue("a route needs at least two coordinates")
         if len(points) > self.limits.max_route_points:
             raise TooBig(f"at most {self.limits.max_route_points} coordinates per route")
         snaps = self._snap_all(points, radiuses_m)
-        return self._p.engine.route(snaps)
+        return self._p.engine.route(snaps, geometry=geometry)
 
     def table(
         self,
@@ -135,8 +141,8 @@ class RoutingEngine:
         self, sources: Sequence[LatLng], destinations: Sequence[LatLng]
     ) -> tuple[F64, F64]:
         """The engine's exact many-to-many on already-snapped locations (the cache's compute)."""
-        src = [self._p.engine.snap(p, self._radius(None)) for p in sources]
-        dst = [self._p.engine.snap(p, self._radius(None)) for p in destinations]
+        src = self._snap_all(sources, None)
+        dst = self._snap_all(destinations, None)
         t = self._p.engine.table(src, dst)
         return t.durations_s, t.distances_m
 

@@ -188,7 +188,8 @@ def _save(directory: Path, name: str, array: Any) -> str:
 
 def _load(directory: Path, name: str) -> Any:
     try:
-        return np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        # a plain ndarray view of the read-only memory map: shared pages, no memmap indexing overhead
+        return np.asarray(np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False))
     except (OSError, ValueError) as exc:
         raise ArtefactError(f"artefact {directory}: cannot read {name}.npy ({exc})") from exc
 

@@ -248,37 +248,57 @@ def reset(dist, dd, par, touched, n_touched):
 @njit(cache=True, nogil=True)
 def unpack_path(meet, par_f, par_b, edge_tail, edge_head, edge_c1, edge_c2, n_arcs):
     """Input arcs of the path through ``meet``; returns (arcs, first node, last node)."""
-    up = []
+    n_up = 0
     x = meet
     while par_f[x] >= 0:
-        e = par_f[x]
-        up.append(e)
-        x = edge_tail[e]
+        n_up += 1
+        x = edge_tail[par_f[x]]
     first_node = x
-    top = []
-    for i in range(len(up) - 1, -1, -1):
-        top.append(up[i])
+    n_down = 0
     x = meet
     while par_b[x] >= 0:
-        e = par_b[x]
-        top.append(e)
-        x = edge_head[e]
+        n_down += 1
+        x = edge_head[par_b[x]]
     last_node = x
-    out = []
-    stack = []
-    for i in range(len(top) - 1, -1, -1):
-        stack.append(top[i])
-    while len(stack) > 0:
-        e = stack.pop()
+    # hierarchy edges in path order: the up part reversed, then the down part
+    top = np.empty(n_up + n_down, np.int64)
+    x = meet
+    for i in range(n_up - 1, -1, -1):
+        top[i] = par_f[x]
+        x = edge_tail[par_f[x]]
+    x = meet
+    for i in range(n_up, n_up + n_down):
+        top[i] = par_b[x]
+        x = edge_head[par_b[x]]
+    # expand shortcuts depth-first with an explicit stack
+    cap = 64
+    out = np.empty(cap, np.int64)
+    n_out = 0
+    stack = np.empty(64 + top.shape[0], np.int64)
+    sp = 0
+    for i in range(top.shape[0] - 1, -1, -1):
+        stack[sp] = top[i]
+        sp += 1
+    while sp > 0:
+        sp -= 1
+        e = stack[sp]
         if e < n_arcs:
-            out.append(e)
+            if n_out == cap:
+                cap *= 2
+                grown = np.empty(cap, np.int64)
+                grown[:n_out] = out[:n_out]
+                out = grown
+            out[n_out] = e
+            n_out += 1
         else:
-            stack.append(edge_c2[e])
-            stack.append(edge_c1[e])
-    arr = np.empty(len(out), np.int64)
-    for i in range(len(out)):
-        arr[i] = out[i]
-    return arr, first_node, last_node
+            if sp + 2 > stack.shape[0]:
+                grown_s = np.empty(2 * stack.shape[0], np.int64)
+                grown_s[:sp] = stack[:sp]
+                stack = grown_s
+            stack[sp] = edge_c2[e]
+            stack[sp + 1] = edge_c1[e]
+            sp += 2
+    return out[:n_out].copy(), first_node, last_node
 
 
 @njit(cache=True, nogil=True)

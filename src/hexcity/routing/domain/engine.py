@@ -7,7 +7,6 @@ releases the GIL; each concurrent query borrows its own workspace from a bounded
 from __future__ import annotations
 
 import itertools
-import math
 import queue
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +25,13 @@ from hexcity.routing.domain.ch_query import (
     unpack_path,
 )
 from hexcity.routing.domain.contraction import INF
+from hexcity.routing.domain.geometry import (
+    arcs_vertices,
+    arrive_vertices,
+    assemble,
+    between_vertices,
+    leave_vertices,
+)
 from hexcity.routing.domain.network import RoadNetwork
 from hexcity.routing.domain.phantom import ChainArcs, Phantom, make_phantom, same_chain_cost, seeds_csr
 from hexcity.routing.domain.snapping import Snap, SnapIndex
@@ -33,6 +39,8 @@ from hexcity.routing.errors import NoRoute, NoSegment
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+_NO_LINE = np.empty((0, 2))
+_NO_ARCS = np.empty(0, dtype=np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,15 +49,15 @@ class Leg:
 
     duration_s: float
     distance_m: float
-    geometry: list[LatLng]
-    arcs: tuple[int, ...]
+    geometry: F64  # (n, 2) rows of (lat, lng); empty when not asked for
+    arcs: I64  # the input arcs the leg drives along, in order
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     duration_s: float
     distance_m: float
-    geometry: list[LatLng]
+    geometry: F64  # (n, 2) rows of (lat, lng); empty when not asked for
     legs: list[Leg]
     waypoints: list[Snap]
 
@@ -79,13 +87,19 @@ class Engine:
     # -- snapping -------------------------------------------------------------------------------
     def snap(self, point: LatLng, max_distance_m: float) -> Snap:
         """Closest road point; raises NoSegment if none lies within ``max_distance_m``."""
-        found = self.snap_index.nearest(point, 1, max_distance_m)
-        if not found:
-            raise NoSegment(
-                f"Could not find a matching segment for coordinate {point.lng:.6f},{point.lat:.6f} "
-                f"within {max_distance_m:.0f} m"
-            )
-        return found[0]
+        return self.snap_many([point], [max_distance_m])[0]
+
+    def snap_many(self, points: Sequence[LatLng], max_distance_m: Sequence[float]) -> list[Snap]:
+        """Closest road points of many inputs at once; raises NoSegment naming the first miss."""
+        found = self.snap_index.snap_many(list(points), list(max_distance_m))
+        for i, snap in enumerate(found):
+            if snap is None:
+                p = points[i]
+                raise NoSegment(
+                    f"Could not find a matching segment for coordinate {i} ({p.lng:.6f},{p.lat:.6f}) "
+                    f"within {max_distance_m[i]:.0f} m"
+                )
+        return found  # type: ignore[return-value]
 
     def nearest(self, point: LatLng, number: int, max_distance_m: float) -> list[Snap]:
         found = self.snap_index.nearest(point, number, max_distance_m)
@@ -97,22 +111,27 @@ class Engine:
         return make_phantom(self.network, self.chain_arcs, snap)
 
     # -- route ----------------------------------------------------------------------------------
-    def route(self, snaps: Sequence[Snap]) -> Route:
-        """Fastest route through the snapped waypoints in order; raises NoRoute."""
+    def route(self, snaps: Sequence[Snap], *, geometry: bool = True) -> Route:
+        """Fastest route through the snapped waypoints in order; raises NoRoute.
+
+        ``geometry=False`` skips assembling the line (OSRM's ``overview=false``).
+        """
         phantoms = [self.phantom(s) for s in snaps]
-        legs = [self._leg(a, b) for a, b in itertools.pairwise(phantoms)]
-        geometry: list[LatLng] = []
-        for leg in legs:
-            geometry.extend(leg.geometry if not geometry else leg.geometry[1:])
+        legs = [self._leg(a, b, geometry) for a, b in itertools.pairwise(phantoms)]
+        line = (
+            np.vstack([legs[0].geometry] + [leg.geometry[1:] for leg in legs[1:]])
+            if geometry
+            else np.empty((0, 2))
+        )
         return Route(
             duration_s=sum(leg.duration_s for leg in legs),
             distance_m=sum(leg.distance_m for leg in legs),
-            geometry=geometry,
+            geometry=line,
             legs=legs,
             waypoints=list(snaps),
         )
 
-    def _leg(self, src: Phantom, dst: Phantom) -> Leg:
+    def _leg(self, src: Phantom, dst: Phantom, geometry: bool) -> Leg:
         direct = same_chain_cost(src, dst)
         _, s_nodes, s_w, s_d = seeds_csr([src], as_source=True)
         _, t_nodes, t_w, t_d = seeds_csr([dst], as_source=False)
@@ -152,7 +171,7 @@ class Engine:
             )
             try:
                 if direct is not None and (meet < 0 or direct <= (best_w, best_d)):
-                    return self._direct_leg(src, dst, direct)
+                    return self._direct_leg(src, dst, direct, geometry)
                 if meet < 0:
                     raise NoRoute("Impossible route between points")
                 arcs, first_node, last_node = unpack_path(
@@ -161,34 +180,40 @@ class Engine:
             finally:
                 reset(ws.dist_f, ws.dd_f, ws.par_f, ws.touched_f, ntf)
                 reset(ws.dist_b, ws.dd_b, ws.par_b, ws.touched_b, ntb)
-        geometry = self._leg_geometry(src, dst, arcs, int(first_node), int(last_node))
+        line = self._leg_geometry(src, dst, arcs, int(first_node), int(last_node)) if geometry else _NO_LINE
         return Leg(
             duration_s=best_w / 1000.0,
             distance_m=best_d / 100.0,
-            geometry=geometry,
-            arcs=tuple(int(a) for a in arcs),
+            geometry=line,
+            arcs=arcs,
         )
 
-    def _direct_leg(self, src: Phantom, dst: Phantom, cost: tuple[int, int]) -> Leg:
+    def _direct_leg(self, src: Phantom, dst: Phantom, cost: tuple[int, int], geometry: bool) -> Leg:
         forward = dst.snap.offset_m >= src.snap.offset_m and src.fwd_head >= 0
-        coords = self._chain_between(src.snap, dst.snap, forward)
-        return Leg(duration_s=cost[0] / 1000.0, distance_m=cost[1] / 100.0, geometry=coords, arcs=())
+        line = _NO_LINE
+        if geometry:
+            inner = between_vertices(self.network, src.snap, dst.snap, forward=forward)
+            line = assemble(self.network, src.snap, [inner], dst.snap)
+        return Leg(duration_s=cost[0] / 1000.0, distance_m=cost[1] / 100.0, geometry=line, arcs=_NO_ARCS)
 
-    def _leg_geometry(self, src: Phantom, dst: Phantom, arcs: I64, first: int, last: int) -> list[LatLng]:
-        net = self.network
-        out = [src.snap.location]
+    def _leg_geometry(self, src: Phantom, dst: Phantom, arcs: I64, first: int, last: int) -> F64:
         leaves_forward = first == src.fwd_head and (
             src.bwd_head != first or self._seed_cost(src, True) <= self._seed_cost(src, False)
         )
-        out.extend(self._chain_to_end(src.snap, forward=leaves_forward))
-        for arc in arcs.tolist():
-            out.extend(self._chain_coords(int(net.arc_chain[arc]), bool(net.arc_forward[arc]))[1:])
         arrives_forward = last in dst.fwd_tails and (
             last not in dst.bwd_tails or self._target_cost(dst, True) <= self._target_cost(dst, False)
         )
-        out.extend(self._chain_from_start(dst.snap, forward=arrives_forward))
-        out.append(dst.snap.location)
-        return _dedupe(out)
+        net = self.network
+        return assemble(
+            net,
+            src.snap,
+            [
+                leave_vertices(net, src.snap, forward=leaves_forward),
+                arcs_vertices(net, arcs),
+                arrive_vertices(net, dst.snap, forward=arrives_forward),
+            ],
+            dst.snap,
+        )
 
     @staticmethod
     def _seed_cost(p: Phantom, forward: bool) -> tuple[int, int]:
@@ -201,27 +226,6 @@ class Engine:
         if forward:
             return (p.to_start_fwd_ms, p.offset_cm)
         return (p.bwd_weight_ms - p.to_start_bwd_ms, p.dist_cm - p.offset_cm)
-
-    def _chain_coords(self, chain: int, forward: bool) -> list[LatLng]:
-        net = self.network
-        lo, hi = int(net.geom_offset[chain]), int(net.geom_offset[chain + 1])
-        pts = [
-            LatLng(float(a), float(b)) for a, b in zip(net.geom_lat[lo:hi], net.geom_lon[lo:hi], strict=True)
-        ]
-        return pts if forward else pts[::-1]
-
-    def _chain_to_end(self, snap: Snap, *, forward: bool) -> list[LatLng]:
-        pts = self._chain_coords(snap.chain, True)
-        return pts[snap.segment + 1 :] if forward else pts[: snap.segment + 1][::-1]
-
-    def _chain_from_start(self, snap: Snap, *, forward: bool) -> list[LatLng]:
-        pts = self._chain_coords(snap.chain, True)
-        return pts[: snap.segment + 1] if forward else pts[snap.segment + 1 :][::-1]
-
-    def _chain_between(self, a: Snap, b: Snap, forward: bool) -> list[LatLng]:
-        pts = self._chain_coords(a.chain, True)
-        inner = pts[a.segment + 1 : b.segment + 1] if forward else pts[b.segment + 1 : a.segment + 1][::-1]
-        return _dedupe([a.location, *inner, b.location])
 
     # -- table ----------------------------------------------------------------------------------
     def table(self, sources: Sequence[Snap], destinations: Sequence[Snap]) -> Table:
@@ -301,16 +305,3 @@ class _LazyWorkspace:
 
     def get(self) -> Workspace:
         return Workspace(self._n)
-
-
-def _dedupe(points: list[LatLng]) -> list[LatLng]:
-    out: list[LatLng] = []
-    for p in points:
-        if not out or (
-            not math.isclose(p.lat, out[-1].lat, abs_tol=1e-9)
-            or not math.isclose(p.lng, out[-1].lng, abs_tol=1e-9)
-        ):
-            out.append(p)
-    if len(out) == 1:
-        out.append(out[0])
-    return out

@@ -63,45 +63,54 @@ class Phantom:
 
 
 class ChainArcs:
-    """For each chain and direction, the arcs that run along it."""
+    """Per chain and direction: the head node, weight and the tail node copies of its arcs."""
 
     def __init__(self, network: RoadNetwork) -> None:
-        key = np.asarray(network.arc_chain, dtype=np.int64) * 2 + (~np.asarray(network.arc_forward)).astype(
-            np.int64
-        )
-        self._order = np.argsort(key, kind="stable")
-        self._first = np.searchsorted(key[self._order], np.arange(2 * network.n_chains + 1))
+        n_chains = network.n_chains
+        chain = np.asarray(network.arc_chain, dtype=np.int64)
+        forward = np.asarray(network.arc_forward, dtype=bool)
+        key = chain * 2 + (~forward).astype(np.int64)
+        order = np.argsort(key, kind="stable")
+        self._tails = np.asarray(network.arc_tail, dtype=np.int64)[order]
+        self._first = np.searchsorted(key[order], np.arange(2 * n_chains + 1))
+        self.head = np.full(2 * n_chains, -1, dtype=np.int64)
+        self.weight_ms = np.full(2 * n_chains, -1, dtype=np.int64)
+        self.dist_cm = np.zeros(n_chains, dtype=np.int64)
+        # every arc of one (chain, direction) shares head and weight: any one of them will do
+        self.head[key] = network.arc_head
+        self.weight_ms[key] = network.arc_weight_ms
+        self.dist_cm[chain] = network.arc_dist_cm
 
-    def arcs(self, chain: int, forward: bool) -> I64:
+    def tails(self, chain: int, forward: bool) -> tuple[int, ...]:
         k = 2 * chain + (0 if forward else 1)
-        return self._order[self._first[k] : self._first[k + 1]]
+        return tuple(sorted(set(self._tails[self._first[k] : self._first[k + 1]].tolist())))
 
 
 def make_phantom(network: RoadNetwork, chain_arcs: ChainArcs, snap: Snap) -> Phantom:
     """Entry/exit costs of a snap, from the chain's cumulative durations."""
-    start = int(network.geom_offset[snap.chain])
-    a = start + snap.segment
+    a = int(network.geom_offset[snap.chain]) + snap.segment
     t = snap.fraction
+    c = snap.chain
+    fwd_head = int(chain_arcs.head[2 * c])
+    bwd_head = int(chain_arcs.head[2 * c + 1])
 
-    def interp(cum: npt.NDArray[np.float64]) -> float:
-        return float(cum[a] + t * (cum[a + 1] - cum[a]))
+    def interp(cum: npt.NDArray[np.float64]) -> int:
+        lo = float(cum[a])
+        return round((lo + t * (float(cum[a + 1]) - lo)) * 1000)
 
-    fwd = chain_arcs.arcs(snap.chain, True)
-    bwd = chain_arcs.arcs(snap.chain, False)
-    ref = fwd[0] if fwd.size else bwd[0]
     return Phantom(
         snap=snap,
-        chain=snap.chain,
+        chain=c,
         offset_cm=round(snap.offset_m * 100),
-        to_start_fwd_ms=round(interp(network.geom_cum_fwd_s) * 1000) if fwd.size else -1,
-        to_start_bwd_ms=round(interp(network.geom_cum_bwd_s) * 1000) if bwd.size else -1,
-        fwd_weight_ms=int(network.arc_weight_ms[fwd[0]]) if fwd.size else -1,
-        bwd_weight_ms=int(network.arc_weight_ms[bwd[0]]) if bwd.size else -1,
-        dist_cm=int(network.arc_dist_cm[ref]),
-        fwd_head=int(network.arc_head[fwd[0]]) if fwd.size else -1,
-        bwd_head=int(network.arc_head[bwd[0]]) if bwd.size else -1,
-        fwd_tails=tuple(sorted({int(x) for x in network.arc_tail[fwd]})),
-        bwd_tails=tuple(sorted({int(x) for x in network.arc_tail[bwd]})),
+        to_start_fwd_ms=interp(network.geom_cum_fwd_s) if fwd_head >= 0 else -1,
+        to_start_bwd_ms=interp(network.geom_cum_bwd_s) if bwd_head >= 0 else -1,
+        fwd_weight_ms=int(chain_arcs.weight_ms[2 * c]),
+        bwd_weight_ms=int(chain_arcs.weight_ms[2 * c + 1]),
+        dist_cm=int(chain_arcs.dist_cm[c]),
+        fwd_head=fwd_head,
+        bwd_head=bwd_head,
+        fwd_tails=chain_arcs.tails(c, True) if fwd_head >= 0 else (),
+        bwd_tails=chain_arcs.tails(c, False) if bwd_head >= 0 else (),
     )
 
 

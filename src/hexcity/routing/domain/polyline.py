@@ -4,7 +4,40 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
 from hexcity.kernel import LatLng
+
+
+def encode_array(lat_lng: npt.NDArray[np.float64], precision: int = 5) -> str:
+    """Encode an ``(n, 2)`` array of (lat, lng) rows; the fast path for route geometries."""
+    scaled = np.round(np.asarray(lat_lng, dtype=np.float64).reshape(-1, 2) * 10.0**precision).astype(np.int64)
+    out = np.empty(scaled.size * 12 + 1, dtype=np.uint8)
+    n = _encode_kernel(scaled, out)
+    return out[:n].tobytes().decode("ascii")
+
+
+@njit(cache=True, nogil=True)
+def _encode_kernel(scaled, out):  # type: ignore[no-untyped-def]
+    k = 0
+    prev0 = 0
+    prev1 = 0
+    for i in range(scaled.shape[0]):
+        for j in range(2):
+            v = scaled[i, j]
+            delta = v - (prev0 if j == 0 else prev1)
+            value = ~(delta << 1) if delta < 0 else delta << 1
+            while value >= 0x20:
+                out[k] = (0x20 | (value & 0x1F)) + 63
+                k += 1
+                value >>= 5
+            out[k] = value + 63
+            k += 1
+        prev0 = scaled[i, 0]
+        prev1 = scaled[i, 1]
+    return k
 
 
 def encode(points: Iterable[LatLng], precision: int = 5) -> str:

@@ -19,6 +19,7 @@ from scipy.spatial import cKDTree
 
 from hexcity.kernel import EARTH_RADIUS_M, LatLng, haversine_m
 from hexcity.routing.domain.network import RoadNetwork
+from hexcity.routing.domain.snap_grid import build_grid, nearest_segments
 
 PIECE_M = 40.0
 F64 = npt.NDArray[np.float64]
@@ -73,6 +74,46 @@ class SnapIndex:
         my = self._y[seg_start[piece_seg]] + t * dy[piece_seg]
         self._piece_seg = piece_seg
         self._tree = cKDTree(np.column_stack([mx, my])) if piece_seg.size else None
+        self._grid = build_grid(mx, my) if piece_seg.size else None
+
+    def snap_many(self, points: list[LatLng], max_distance_m: list[float]) -> list[Snap | None]:
+        """The closest road point of each input (None beyond its max distance), exact.
+
+        Runs the compiled grid search (``snap_grid``) over all points in one call. Distances are
+        decided in the local projection; the reported ``distance_m`` is the great-circle one.
+        """
+        grid = self._grid
+        if grid is None or not points:
+            return [None] * len(points)
+        px = np.array([p.lng for p in points]) * self._kx
+        py = np.array([p.lat for p in points]) * self._ky
+        # allow for the projection's error before the great-circle check below
+        limits = np.array([min(m * 1.05 + 1.0, 1e12) for m in max_distance_m], dtype=np.float64)
+        segs, ts, _ = nearest_segments(
+            px,
+            py,
+            limits,
+            grid.x0,
+            grid.y0,
+            grid.cell_m,
+            grid.nx,
+            grid.ny,
+            grid.cell_first,
+            grid.cell_pieces,
+            self._piece_seg,
+            self._seg_start,
+            self._x,
+            self._y,
+            PIECE_M,
+        )
+        out: list[Snap | None] = []
+        for i, point in enumerate(points):
+            if segs[i] < 0:
+                out.append(None)
+                continue
+            snap = self._make_snap(point, int(segs[i]), float(ts[i]))
+            out.append(snap if snap.distance_m <= max_distance_m[i] else None)
+        return out
 
     def nearest(self, point: LatLng, number: int = 1, max_distance_m: float = math.inf) -> list[Snap]:
         """Up to ``number`` snaps on distinct chains, closest first, within ``max_distance_m``."""

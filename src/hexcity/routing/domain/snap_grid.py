@@ -1,0 +1,102 @@
+"""A uniform grid over road-piece midpoints for exact nearest-segment search in compiled code.
+
+Pieces (segments cut to at most ``piece_m``) are bucketed by their midpoint. A query scans rings
+of cells around the point; a ring at Chebyshev distance ``r`` holds no midpoint closer than
+``(r - 1) · cell_m``, and no piece point lies more than ``piece_m / 2`` from its midpoint, so the
+scan stops once ``best + piece_m / 2 <= (r - 1) · cell_m``: the answer is exact, not approximate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+MAX_CELLS = 4_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SnapGrid:
+    x0: float
+    y0: float
+    cell_m: float
+    nx: int
+    ny: int
+    cell_first: I64
+    cell_pieces: I64  # piece ids sorted by cell
+
+
+def build_grid(mid_x: F64, mid_y: F64, cell_m: float = 100.0) -> SnapGrid:
+    """Bucket piece midpoints (metres) into a grid of at most MAX_CELLS cells."""
+    x0, y0 = float(mid_x.min()), float(mid_y.min())
+    width, height = float(mid_x.max()) - x0, float(mid_y.max()) - y0
+    cell_m = max(cell_m, math.sqrt(max(width * height, 1.0) / MAX_CELLS))
+    nx, ny = int(width // cell_m) + 1, int(height // cell_m) + 1
+    cell = ((mid_x - x0) // cell_m).astype(np.int64) * ny + ((mid_y - y0) // cell_m).astype(np.int64)
+    order = np.argsort(cell, kind="stable")
+    first = np.zeros(nx * ny + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cell, minlength=nx * ny), out=first[1:])
+    return SnapGrid(x0, y0, cell_m, nx, ny, first, order.astype(np.int64))
+
+
+@njit(cache=True, nogil=True)
+def nearest_segments(
+    px, py, max_dist, x0, y0, cell_m, nx, ny, cell_first, cell_pieces, piece_seg, seg_start, xs, ys, piece_m
+):
+    """For each query point: (segment, fraction along it, distance in metres); -1 if none within max."""
+    n = px.shape[0]
+    out_seg = np.full(n, -1, np.int64)
+    out_t = np.zeros(n, np.float64)
+    out_d = np.full(n, np.inf, np.float64)
+    for q in range(n):
+        x = px[q]
+        y = py[q]
+        cx = math.floor((x - x0) / cell_m)
+        cy = math.floor((y - y0) / cell_m)
+        best = np.inf
+        best_seg = -1
+        best_t = 0.0
+        r = 0
+        while True:
+            reach = (r - 1) * cell_m
+            if reach > 0 and (best + piece_m / 2 <= reach or reach > max_dist[q] + piece_m / 2):
+                break
+            if cx + r < 0 or cy + r < 0 or cx - r >= nx or cy - r >= ny:
+                if reach > max_dist[q] + piece_m / 2:
+                    break
+                r += 1
+                continue
+            for ix in range(max(cx - r, 0), min(cx + r, nx - 1) + 1):
+                edge_x = ix == cx - r or ix == cx + r
+                for iy in range(max(cy - r, 0), min(cy + r, ny - 1) + 1):
+                    if not edge_x and iy != cy - r and iy != cy + r:
+                        continue
+                    c = ix * ny + iy
+                    for k in range(cell_first[c], cell_first[c + 1]):
+                        s = piece_seg[cell_pieces[k]]
+                        a = seg_start[s]
+                        ax = xs[a]
+                        ay = ys[a]
+                        dx = xs[a + 1] - ax
+                        dy = ys[a + 1] - ay
+                        len2 = dx * dx + dy * dy
+                        t = ((x - ax) * dx + (y - ay) * dy) / len2 if len2 > 0 else 0.0
+                        t = min(1.0, max(0.0, t))
+                        ex = ax + t * dx - x
+                        ey = ay + t * dy - y
+                        d = math.sqrt(ex * ex + ey * ey)
+                        if d < best or (d == best and s < best_seg):
+                            best = d
+                            best_seg = s
+                            best_t = t
+            r += 1
+        if best <= max_dist[q]:
+            out_seg[q] = best_seg
+            out_t[q] = best_t
+            out_d[q] = best
+    return out_seg, out_t, out_d
