@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hexcity import __version__
 from hexcity.infra import get_logger
 from hexcity.kernel import HexcityError
-from hexcity.routing import RoutingService, build_router
+from hexcity.routing import RoutingService, build_routes
 from hexcity.routing.http import json_response
 
 log = get_logger(__name__)
@@ -19,7 +19,7 @@ log = get_logger(__name__)
 def create_app(service: RoutingService) -> FastAPI:
     """The app; ``service`` may still be loading (readiness says when it is not)."""
     app = FastAPI(title="hexcity", version=__version__, docs_url="/docs", redoc_url=None)
-    app.include_router(build_router(service))
+    app.router.routes.extend(build_routes(service))
 
     @app.get("/health/live")
     async def live() -> Response:

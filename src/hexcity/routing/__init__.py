@@ -19,7 +19,7 @@ from hexcity.routing.errors import (
     TooBig,
     UnknownProfile,
 )
-from hexcity.routing.http import build_router
+from hexcity.routing.http import build_routes
 from hexcity.routing.pipeline import BuildResult, build_graph, cached_graph_dir
 from hexcity.routing.service import Limits, RoutingEngine, RoutingService
 from hexcity.routing.settings import RoutingSettings
@@ -47,7 +47,7 @@ __all__ = [
     "TooBig",
     "UnknownProfile",
     "build_graph",
-    "build_router",
+    "build_routes",
     "cached_graph_dir",
     "canonical_profile_name",
     "load_artefact",

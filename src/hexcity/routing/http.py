@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import orjson
 import shapely
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route as HttpRoute
 
 from hexcity.kernel import LatLng
 from hexcity.routing.domain.engine import Route
@@ -82,12 +83,15 @@ def json_response(body: dict[str, Any], status: int = 200) -> Response:
     )
 
 
-def build_router(service: RoutingService) -> APIRouter:
-    """The routing endpoints bound to ``service``."""
-    router = APIRouter()
+def build_routes(service: RoutingService) -> list[HttpRoute]:
+    """The routing endpoints bound to ``service``, as plain Starlette routes.
 
-    @router.get("/route/v1/{profile}/{coordinates:path}")
-    async def route(profile: str, coordinates: str, request: Request) -> Response:
+    Plain routes skip FastAPI's per-request parameter machinery (about 0.3 ms a request here);
+    every parameter is parsed and validated below instead.
+    """
+
+    async def route(request: Request) -> Response:
+        profile, coordinates = request.path_params["profile"], request.path_params["coordinates"]
         engine = service.get(profile)
         params = _params(request, ROUTE_OPTIONS)
         points = parse_coordinates(coordinates)
@@ -99,8 +103,8 @@ def build_router(service: RoutingService) -> APIRouter:
             result = await run_in_threadpool(lambda: engine.route(points, radiuses, geometry=want_geometry))
         return json_response(route_body(result, params, engine))
 
-    @router.get("/table/v1/{profile}/{coordinates:path}")
-    async def table(profile: str, coordinates: str, request: Request) -> Response:
+    async def table(request: Request) -> Response:
+        profile, coordinates = request.path_params["profile"], request.path_params["coordinates"]
         engine = service.get(profile)
         params = _params(request, TABLE_OPTIONS)
         points = parse_coordinates(coordinates)
@@ -131,8 +135,8 @@ def build_router(service: RoutingService) -> APIRouter:
         body["graph_version"] = engine.graph_version
         return json_response(body)
 
-    @router.get("/nearest/v1/{profile}/{coordinates:path}")
-    async def nearest(profile: str, coordinates: str, request: Request) -> Response:
+    async def nearest(request: Request) -> Response:
+        profile, coordinates = request.path_params["profile"], request.path_params["coordinates"]
         engine = service.get(profile)
         params = _params(request, NEAREST_OPTIONS)
         points = parse_coordinates(coordinates)
@@ -149,8 +153,8 @@ def build_router(service: RoutingService) -> APIRouter:
             }
         )
 
-    @router.get("/isochrone/v1/{profile}/{coordinates:path}")
-    async def isochrone(profile: str, coordinates: str, request: Request) -> Response:
+    async def isochrone(request: Request) -> Response:
+        profile, coordinates = request.path_params["profile"], request.path_params["coordinates"]
         engine = service.get(profile)
         params = _params(request, ISOCHRONE_OPTIONS)
         points = parse_coordinates(coordinates)
@@ -163,7 +167,12 @@ def build_router(service: RoutingService) -> APIRouter:
         body["graph_version"] = engine.graph_version
         return json_response(body)
 
-    return router
+    return [
+        HttpRoute("/route/v1/{profile}/{coordinates:path}", route, methods=["GET"]),
+        HttpRoute("/table/v1/{profile}/{coordinates:path}", table, methods=["GET"]),
+        HttpRoute("/nearest/v1/{profile}/{coordinates:path}", nearest, methods=["GET"]),
+        HttpRoute("/isochrone/v1/{profile}/{coordinates:path}", isochrone, methods=["GET"]),
+    ]
 
 
 # -- parsing -------------------------------------------------------------------------------------
@@ -367,10 +376,10 @@ def _geometry(coords: Any, geometries: str) -> Any:
 
 
 def _matrix(values: Any) -> Any:
-    """Rounded to 0.1 like OSRM; orjson writes the array directly and nan as null."""
-    return np.round(values, 1)
+    """Rounded to 0.1 like OSRM (half up); orjson writes the array directly and nan as null."""
+    return np.floor(values * 10.0 + 0.5) / 10.0
 
 
 def _r1(value: float) -> float:
-    """The same rounding as ``_matrix``, so a route and a table cell print the same number."""
-    return float(np.round(value, 1))
+    """The same float operations as ``_matrix``, so a route and a table cell print the same number."""
+    return math.floor(value * 10.0 + 0.5) / 10.0

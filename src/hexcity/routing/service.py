@@ -178,10 +178,8 @@ class RoutingEngine:
             raise InvalidValue("radiuses must have one entry per coordinate")
         for p in points:
             _check_point(p)
-        return [
-            self._p.engine.snap(p, self._radius(radiuses_m[i] if radiuses_m else None))
-            for i, p in enumerate(points)
-        ]
+        radii = [self._radius(radiuses_m[i] if radiuses_m else None) for i in range(len(points))]
+        return self._p.engine.snap_many(points, radii)
 
 
 class RoutingService:
