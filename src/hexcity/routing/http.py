@@ -130,8 +130,12 @@ def build_routes(service: RoutingService) -> list[HttpRoute]:
             body["durations"] = _matrix(result.durations_s)
         if "distance" in annotations:
             body["distances"] = _matrix(result.distances_m)
-        body["sources"] = [waypoint(s, engine) for s in result.sources]
-        body["destinations"] = [waypoint(s, engine) for s in result.destinations]
+        body["sources"] = waypoints(result.sources, engine)
+        body["destinations"] = (
+            body["sources"]
+            if result.destinations is result.sources
+            else waypoints(result.destinations, engine)
+        )
         body["graph_version"] = engine.graph_version
         return json_response(body)
 
@@ -148,7 +152,7 @@ def build_routes(service: RoutingService) -> list[HttpRoute]:
         return json_response(
             {
                 "code": "Ok",
-                "waypoints": [waypoint(s, engine) for s in snaps],
+                "waypoints": waypoints(snaps, engine),
                 "graph_version": engine.graph_version,
             }
         )
@@ -295,22 +299,24 @@ def _contours_s(params: dict[str, str]) -> list[float]:
 
 
 # -- shaping -------------------------------------------------------------------------------------
-def waypoint(snap: Snap, engine: RoutingEngine | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "hint": "",
-        "distance": round(snap.distance_m, 6),
-        "name": _name(snap, engine),
-        "location": [round(snap.location.lng, 6), round(snap.location.lat, 6)],
-    }
-    return body
-
-
-def _name(snap: Snap, engine: RoutingEngine | None) -> str:
-    if engine is None:
-        return ""
+def waypoints(snaps: list[Snap], engine: RoutingEngine) -> list[dict[str, Any]]:
+    """OSRM waypoint objects (location rounded to 6 decimals, like OSRM), built in bulk."""
     net = engine.engine.network
-    idx = int(net.chain_name[snap.chain])
-    return net.names[idx] if 0 <= idx < len(net.names) else ""
+    names = net.names
+    values = np.array([(s.distance_m, s.location.lng, s.location.lat) for s in snaps], dtype=np.float64)
+    values = np.round(values.reshape(-1, 3), 6).tolist()
+    name_ids = net.chain_name[
+        np.fromiter((s.chain for s in snaps), dtype=np.int64, count=len(snaps))
+    ].tolist()
+    return [
+        {
+            "hint": "",
+            "distance": d,
+            "name": names[k] if 0 <= k < len(names) else "",
+            "location": [lng, lat],
+        }
+        for (d, lng, lat), k in zip(values, name_ids, strict=True)
+    ]
 
 
 def route_body(route: Route, params: dict[str, str], engine: RoutingEngine) -> dict[str, Any]:
@@ -350,7 +356,7 @@ def route_body(route: Route, params: dict[str, str], engine: RoutingEngine) -> d
     return {
         "code": "Ok",
         "routes": [body_route],
-        "waypoints": [waypoint(s, engine) for s in route.waypoints],
+        "waypoints": waypoints(route.waypoints, engine),
         "graph_version": engine.graph_version,
     }
 

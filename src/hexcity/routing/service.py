@@ -125,12 +125,13 @@ class RoutingEngine:
             raise InvalidValue("a table needs at least one source and one destination")
         if len(sources) > limit or len(destinations) > limit:
             raise TooBig(f"at most {limit} sources and {limit} destinations per table")
-        src = self._snap_all(sources, radiuses_m[0] if radiuses_m else None)
-        dst = (
-            src
-            if destinations is sources
-            else self._snap_all(destinations, radiuses_m[1] if radiuses_m else None)
+        src_radii, dst_radii = radiuses_m if radiuses_m else (None, None)
+        src = self._snap_all(sources, src_radii)
+        same = destinations is sources or (
+            list(destinations) == list(sources)
+            and (dst_radii is None if src_radii is None else list(dst_radii or []) == list(src_radii))
         )
+        dst = src if same else self._snap_all(destinations, dst_radii)
         cache = self._p.cache
         if cache is None:
             return self._p.engine.table(src, dst)

@@ -115,3 +115,15 @@ def test_limits_and_bad_points_do_no_work(car: RoutingEngine) -> None:
     small = RoutingEngine(car._p, car.limits.__class__(max_table_size=2))
     with pytest.raises(TooBig):
         small.table([LatLng(42.5063, 1.5211)] * 3)
+
+
+def test_bulk_seeds_equal_per_point_phantom_seeds(car: RoutingEngine) -> None:
+    from hexcity.routing.domain.phantom import bulk_seeds, seeds_csr
+
+    engine = car.engine
+    snaps = [car.snap(p) for p in random_points(car, 300, seed=3)]
+    for as_source in (True, False):
+        bulk = bulk_seeds(engine.network, engine.chain_arcs, snaps, as_source=as_source)
+        single = seeds_csr([engine.phantom(s) for s in snaps], as_source=as_source)
+        for got, expected in zip(bulk, single, strict=True):
+            np.testing.assert_array_equal(got, expected)

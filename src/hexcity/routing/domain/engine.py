@@ -33,7 +33,14 @@ from hexcity.routing.domain.geometry import (
     leave_vertices,
 )
 from hexcity.routing.domain.network import RoadNetwork
-from hexcity.routing.domain.phantom import ChainArcs, Phantom, make_phantom, same_chain_cost, seeds_csr
+from hexcity.routing.domain.phantom import (
+    ChainArcs,
+    Phantom,
+    bulk_seeds,
+    make_phantom,
+    same_chain_cost,
+    seeds_csr,
+)
 from hexcity.routing.domain.snapping import Snap, SnapIndex
 from hexcity.routing.errors import NoRoute, NoSegment
 
@@ -230,12 +237,13 @@ class Engine:
     # -- table ----------------------------------------------------------------------------------
     def table(self, sources: Sequence[Snap], destinations: Sequence[Snap]) -> Table:
         """Many-to-many durations and distances (bucket CH); nan where unreachable."""
-        src_p = [self.phantom(s) for s in sources]
-        dst_p = src_p if sources is destinations else [self.phantom(s) for s in destinations]
-        s_first, s_nodes, s_w, s_d = seeds_csr(src_p, as_source=True)
-        t_first, t_nodes, t_w, t_d = seeds_csr(dst_p, as_source=False)
-        res_w = np.full((len(src_p), len(dst_p)), INF, dtype=np.int64)
-        res_d = np.full((len(src_p), len(dst_p)), INF, dtype=np.int64)
+        same = sources is destinations
+        sources = list(sources)
+        destinations = sources if same else list(destinations)
+        s_first, s_nodes, s_w, s_d = bulk_seeds(self.network, self.chain_arcs, sources, as_source=True)
+        t_first, t_nodes, t_w, t_d = bulk_seeds(self.network, self.chain_arcs, destinations, as_source=False)
+        res_w = np.full((len(sources), len(destinations)), INF, dtype=np.int64)
+        res_d = np.full((len(sources), len(destinations)), INF, dtype=np.int64)
         q = self.query
         with self._workspace() as ws:
             table_query(
@@ -265,20 +273,29 @@ class Engine:
                 res_w,
                 res_d,
             )
-        self._same_chain_fixup(src_p, dst_p, res_w, res_d)
+        self._same_chain_fixup(sources, destinations, res_w, res_d)
         unreachable = res_w >= INF
         durations = np.where(unreachable, np.nan, res_w / 1000.0)
         distances = np.where(unreachable, np.nan, res_d / 100.0)
-        return Table(durations, distances, list(sources), list(destinations))
+        return Table(durations, distances, sources, destinations)
 
-    @staticmethod
-    def _same_chain_fixup(src: list[Phantom], dst: list[Phantom], res_w: I64, res_d: I64) -> None:
+    def _same_chain_fixup(self, src: list[Snap], dst: list[Snap], res_w: I64, res_d: I64) -> None:
+        """Pairs on one chain may be joined along it without reaching a node."""
         by_chain: dict[int, list[int]] = {}
-        for j, p in enumerate(dst):
-            by_chain.setdefault(p.chain, []).append(j)
-        for i, p in enumerate(src):
-            for j in by_chain.get(p.chain, ()):
-                direct = same_chain_cost(p, dst[j])
+        for j, snap in enumerate(dst):
+            by_chain.setdefault(snap.chain, []).append(j)
+        src_cache: dict[int, Phantom] = {}
+        dst_cache: dict[int, Phantom] = {}
+        for i, snap in enumerate(src):
+            for j in by_chain.get(snap.chain, ()):
+                if snap == dst[j]:
+                    res_w[i, j], res_d[i, j] = 0, 0  # the same point: nothing to drive
+                    continue
+                if i not in src_cache:
+                    src_cache[i] = self.phantom(snap)
+                if j not in dst_cache:
+                    dst_cache[j] = self.phantom(dst[j])
+                direct = same_chain_cost(src_cache[i], dst_cache[j])
                 if direct is not None and direct < (int(res_w[i, j]), int(res_d[i, j])):
                     res_w[i, j], res_d[i, j] = direct
 

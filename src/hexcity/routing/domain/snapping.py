@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import cKDTree
 
-from hexcity.kernel import EARTH_RADIUS_M, LatLng, haversine_m
+from hexcity.kernel import EARTH_RADIUS_M, LatLng
 from hexcity.routing.domain.network import RoadNetwork
 from hexcity.routing.domain.snap_grid import build_grid, nearest_segments
 
@@ -106,13 +106,42 @@ class SnapIndex:
             self._y,
             PIECE_M,
         )
+        return self._make_snaps(points, segs, ts, max_distance_m)
+
+    def _make_snaps(
+        self, points: list[LatLng], segs: I64, ts: F64, max_distance_m: list[float]
+    ) -> list[Snap | None]:
+        """Snap records for kernel results, computed as arrays (segs < 0: no snap)."""
+        net = self._net
+        found = segs >= 0
+        seg = np.where(found, segs, 0)
+        a = self._seg_start[seg]
+        chain = self._seg_chain[seg]
+        lat = net.geom_lat[a] + ts * (net.geom_lat[a + 1] - net.geom_lat[a])
+        lon = net.geom_lon[a] + ts * (net.geom_lon[a + 1] - net.geom_lon[a])
+        cum = net.geom_cum_dist_m
+        offset = cum[a] + ts * (cum[a + 1] - cum[a])
+        qlat = np.array([p.lat for p in points])
+        qlon = np.array([p.lng for p in points])
+        dist = _haversine_m(qlat, qlon, lat, lon)
+        segment = a - net.geom_offset[chain]
         out: list[Snap | None] = []
-        for i, point in enumerate(points):
-            if segs[i] < 0:
+        rows = zip(
+            found.tolist(),
+            lat.tolist(),
+            lon.tolist(),
+            chain.tolist(),
+            segment.tolist(),
+            ts.tolist(),
+            offset.tolist(),
+            dist.tolist(),
+            strict=True,
+        )
+        for i, (ok, la, lo, c, sg, t, off, d) in enumerate(rows):
+            if not ok or d > max_distance_m[i]:
                 out.append(None)
-                continue
-            snap = self._make_snap(point, int(segs[i]), float(ts[i]))
-            out.append(snap if snap.distance_m <= max_distance_m[i] else None)
+            else:
+                out.append(Snap(points[i], LatLng(la, lo), c, sg, t, off, d))
         return out
 
     def nearest(self, point: LatLng, number: int = 1, max_distance_m: float = math.inf) -> list[Snap]:
@@ -135,8 +164,10 @@ class SnapIndex:
             candidates = np.unique(self._piece_seg[np.asarray(ball, dtype=np.int64)])
             best = self._best_per_chain(candidates, px, py)
         ranked = sorted(best.items(), key=lambda item: (item[1][0], item[0]))[:number]
-        snaps = [self._make_snap(point, int(seg), t) for _, (_, (seg, t)) in ranked]
-        return [s for s in snaps if s.distance_m <= max_distance_m]
+        segs = np.array([seg for _, (_, (seg, _t)) in ranked], dtype=np.int64)
+        ts = np.array([t for _, (_, (_s, t)) in ranked], dtype=np.float64)
+        snaps = self._make_snaps([point] * len(ranked), segs, ts, [max_distance_m] * len(ranked))
+        return [s for s in snaps if s is not None]
 
     def _best_per_chain(self, segs: I64, px: float, py: float) -> dict[int, tuple[float, tuple[int, float]]]:
         a = self._seg_start[segs]
@@ -154,21 +185,8 @@ class SnapIndex:
                 best[chain] = (dd, (seg, tt))
         return best
 
-    def _make_snap(self, point: LatLng, seg: int, t: float) -> Snap:
-        net = self._net
-        a = int(self._seg_start[seg])
-        chain = int(self._seg_chain[seg])
-        lat = float(net.geom_lat[a] + t * (net.geom_lat[a + 1] - net.geom_lat[a]))
-        lon = float(net.geom_lon[a] + t * (net.geom_lon[a + 1] - net.geom_lon[a]))
-        cum = net.geom_cum_dist_m
-        offset = float(cum[a] + t * (cum[a + 1] - cum[a]))
-        location = LatLng(lat, lon)
-        return Snap(
-            input=point,
-            location=location,
-            chain=chain,
-            segment=a - int(net.geom_offset[chain]),
-            fraction=t,
-            offset_m=offset,
-            distance_m=haversine_m(point, location),
-        )
+
+def _haversine_m(lat1: F64, lon1: F64, lat2: F64, lon2: F64) -> F64:
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon2 - lon1) / 2) ** 2
+    return np.asarray(2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(h))), dtype=np.float64)
