@@ -19,7 +19,7 @@ from hexcity.kernel import HexcityError
 app = typer.Typer(help="hexcity: the backend of an on-demand super-app.", no_args_is_help=True)
 routing_app = typer.Typer(help="Road routing: build graph artefacts.", no_args_is_help=True)
 app.add_typer(routing_app, name="routing")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 STAGE_LABELS = {
     "read": "reading OSM",

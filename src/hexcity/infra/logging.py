@@ -26,7 +26,8 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # resolve sys.stderr per logger, so a swapped stderr (tests, daemons) is honoured
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
 
@@ -34,3 +35,7 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
 def get_logger(name: str) -> Any:
     """A bound structured logger named after its module."""
     return structlog.get_logger(name)
+
+
+def _stderr_logger(*_: Any) -> structlog.PrintLogger:
+    return structlog.PrintLogger(file=sys.stderr)

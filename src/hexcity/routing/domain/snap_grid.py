@@ -100,3 +100,37 @@ def nearest_segments(
             out_t[q] = best_t
             out_d[q] = best
     return out_seg, out_t, out_d
+
+
+@njit(cache=True, nogil=True)
+def snap_records(
+    qlat, qlon, segs, ts, seg_start, seg_chain, geom_offset, geom_lat, geom_lon, cum_dist, radius_m
+):
+    """Per query: snapped (lat, lng), offset from the chain start (m), chain, segment, distance (m)."""
+    n = segs.shape[0]
+    lat = np.zeros(n)
+    lon = np.zeros(n)
+    offset = np.zeros(n)
+    chain = np.full(n, -1, np.int64)
+    segment = np.zeros(n, np.int64)
+    dist = np.full(n, np.inf)
+    for i in range(n):
+        s = segs[i]
+        if s < 0:
+            continue
+        a = seg_start[s]
+        t = ts[i]
+        c = seg_chain[s]
+        lat[i] = geom_lat[a] + t * (geom_lat[a + 1] - geom_lat[a])
+        lon[i] = geom_lon[a] + t * (geom_lon[a + 1] - geom_lon[a])
+        offset[i] = cum_dist[a] + t * (cum_dist[a + 1] - cum_dist[a])
+        chain[i] = c
+        segment[i] = a - geom_offset[c]
+        p1 = math.radians(qlat[i])
+        p2 = math.radians(lat[i])
+        h = (
+            math.sin((p2 - p1) / 2) ** 2
+            + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon[i] - qlon[i]) / 2) ** 2
+        )
+        dist[i] = 2 * radius_m * math.asin(min(1.0, math.sqrt(h)))
+    return lat, lon, offset, chain, segment, dist

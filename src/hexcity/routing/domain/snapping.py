@@ -19,7 +19,7 @@ from scipy.spatial import cKDTree
 
 from hexcity.kernel import EARTH_RADIUS_M, LatLng
 from hexcity.routing.domain.network import RoadNetwork
-from hexcity.routing.domain.snap_grid import build_grid, nearest_segments
+from hexcity.routing.domain.snap_grid import build_grid, nearest_segments, snap_records
 
 PIECE_M = 40.0
 F64 = npt.NDArray[np.float64]
@@ -111,20 +111,24 @@ class SnapIndex:
     def _make_snaps(
         self, points: list[LatLng], segs: I64, ts: F64, max_distance_m: list[float]
     ) -> list[Snap | None]:
-        """Snap records for kernel results, computed as arrays (segs < 0: no snap)."""
+        """Snap records for kernel results (segs < 0: no snap), computed in compiled code."""
         net = self._net
+        qlat = np.array([p.lat for p in points], dtype=np.float64)
+        qlon = np.array([p.lng for p in points], dtype=np.float64)
+        lat, lon, offset, chain, segment, dist = snap_records(
+            qlat,
+            qlon,
+            segs,
+            ts,
+            self._seg_start,
+            self._seg_chain,
+            net.geom_offset,
+            net.geom_lat,
+            net.geom_lon,
+            net.geom_cum_dist_m,
+            EARTH_RADIUS_M,
+        )
         found = segs >= 0
-        seg = np.where(found, segs, 0)
-        a = self._seg_start[seg]
-        chain = self._seg_chain[seg]
-        lat = net.geom_lat[a] + ts * (net.geom_lat[a + 1] - net.geom_lat[a])
-        lon = net.geom_lon[a] + ts * (net.geom_lon[a + 1] - net.geom_lon[a])
-        cum = net.geom_cum_dist_m
-        offset = cum[a] + ts * (cum[a + 1] - cum[a])
-        qlat = np.array([p.lat for p in points])
-        qlon = np.array([p.lng for p in points])
-        dist = _haversine_m(qlat, qlon, lat, lon)
-        segment = a - net.geom_offset[chain]
         out: list[Snap | None] = []
         rows = zip(
             found.tolist(),
@@ -184,9 +188,3 @@ class SnapIndex:
             if chain not in best or dd < best[chain][0]:
                 best[chain] = (dd, (seg, tt))
         return best
-
-
-def _haversine_m(lat1: F64, lon1: F64, lat2: F64, lon2: F64) -> F64:
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon2 - lon1) / 2) ** 2
-    return np.asarray(2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(h))), dtype=np.float64)

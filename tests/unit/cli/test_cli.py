@@ -1,0 +1,71 @@
+"""The hexcity command line: building graphs, clear errors for bad files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tests.conftest import EXTRACTS
+from typer.testing import CliRunner
+
+from hexcity.cli import app
+
+runner = CliRunner()
+
+
+def test_build_writes_an_artefact_and_reports_what_was_dropped(tmp_path: Path) -> None:
+    out = tmp_path / "andorra-car"
+    result = runner.invoke(app, ["routing", "build", str(EXTRACTS["andorra"]), "--profile", "driving", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "nodes kept / dropped" in result.output
+    assert (out / "manifest.json").is_file()
+    info = runner.invoke(app, ["routing", "info", str(out)])
+    assert info.exit_code == 0
+    manifest = json.loads(info.output)
+    assert manifest["profile"] == "car"
+    assert manifest["report"]["restrictions_applied"] == 63
+    assert manifest["report"]["nodes_dropped_scc"] == 84
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        (b"", "InvalidMapFile"),
+        (b"this is not an OSM file\n", "InvalidMapFile"),
+    ],
+)
+def test_bad_map_files_exit_2_with_a_code(tmp_path: Path, content: bytes | None, message: str) -> None:
+    pbf = tmp_path / "map.osm.pbf"
+    if content is not None:
+        pbf.write_bytes(content)
+    result = runner.invoke(app, ["routing", "build", str(pbf), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_truncated_pbf_is_refused(tmp_path: Path) -> None:
+    pbf = tmp_path / "cut.osm.pbf"
+    pbf.write_bytes(EXTRACTS["andorra"].read_bytes()[:100_000])
+    result = runner.invoke(app, ["routing", "build", str(pbf), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "InvalidMapFile" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_profile_and_bad_artefact(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["routing", "build", str(EXTRACTS["andorra"]), "--profile", "truck"])
+    assert result.exit_code == 2
+    assert "InvalidProfile" in result.output
+    info = runner.invoke(app, ["routing", "info", str(tmp_path)])
+    assert info.exit_code == 2
+    assert "InvalidArtefact" in info.output
+
+
+def test_serve_needs_exactly_one_source() -> None:
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 2
+    assert "exactly one of --map PBF or --graph DIR" in result.output
