@@ -20,9 +20,10 @@ pytestmark = pytest.mark.slow
 
 def start(cache_dir: Path, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "HEXCITY_ROUTING_CACHE_DIR": str(cache_dir)}
-    cmd = [sys.executable, "-m", "hexcity.cli", "serve", "--map", str(EXTRACTS["andorra"]), "--profile", "car",
-           "--port", str(port)]  # fmt: skip
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    cmd = [sys.executable, "-m", "hexcity.cli", "serve", "--map", str(EXTRACTS["andorra"])]
+    cmd += ["--profile", "car", "--port", str(port)]
+    log = (cache_dir.parent / f"serve-{port}.log").open("wb")
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> list[int]:
@@ -53,6 +54,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def test_serve_map_builds_then_reuses_the_cached_artefact(tmp_path: Path) -> None:
+    tmp_path = tmp_path / "cache"
+    tmp_path.mkdir()
     for attempt in range(2):
         port = _free_port()
         proc = start(tmp_path, port)

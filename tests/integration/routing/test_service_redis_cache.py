@@ -32,7 +32,9 @@ def redis_db() -> redis.Redis:
     client.flushdb()
 
 
-def test_table_cells_round_trip_through_redis(graph_dir: Callable[[str, str], Path], redis_db: redis.Redis) -> None:
+def test_table_cells_round_trip_through_redis(
+    graph_dir: Callable[[str, str], Path], redis_db: redis.Redis
+) -> None:
     path = graph_dir("andorra", "car")
     exact = RoutingEngine.open(path).table(PLACES)
     writer = RoutingEngine.open(path)

@@ -16,7 +16,9 @@ runner = CliRunner()
 
 def test_build_writes_an_artefact_and_reports_what_was_dropped(tmp_path: Path) -> None:
     out = tmp_path / "andorra-car"
-    result = runner.invoke(app, ["routing", "build", str(EXTRACTS["andorra"]), "--profile", "driving", "--out", str(out)])
+    result = runner.invoke(
+        app, ["routing", "build", str(EXTRACTS["andorra"]), "--profile", "driving", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "nodes kept / dropped" in result.output
     assert (out / "manifest.json").is_file()
