@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 from hexcity.routing.domain.ch_query import (
     Workspace,
     build_query_graph,
-    reset,
-    route_query,
-    table_query,
-    unpack_path,
+    clear_route,
+    path_arcs,
+    search_route,
+    search_table,
 )
 from hexcity.routing.domain.contraction import INF, contract
 from hexcity.routing.domain.dijkstra import one_to_all, out_csr
@@ -42,39 +42,7 @@ def graphs(draw: st.DrawFn) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np
 
 def _route(q, ws, s: int, t: int) -> tuple[int, int, int, int, int]:  # type: ignore[no-untyped-def]
     one = np.array([0], dtype=np.int64)
-    out = route_query(
-        np.array([s]),
-        one,
-        one,
-        np.array([t]),
-        one,
-        one,
-        q.fwd_first,
-        q.fwd_to,
-        q.fwd_weight,
-        q.fwd_dist,
-        q.fwd_edge,
-        q.bwd_first,
-        q.bwd_to,
-        q.bwd_weight,
-        q.bwd_dist,
-        q.bwd_edge,
-        ws.dist_f,
-        ws.dd_f,
-        ws.par_f,
-        ws.dist_b,
-        ws.dd_b,
-        ws.par_b,
-        ws.touched_f,
-        ws.touched_b,
-        ws.hf_node,
-        ws.hf_key,
-        ws.hf_pos,
-        ws.hb_node,
-        ws.hb_key,
-        ws.hb_pos,
-    )
-    return tuple(int(x) for x in out)  # type: ignore[return-value]
+    return search_route(q, ws, np.array([s]), one, one, np.array([t]), one, one)
 
 
 @settings(max_examples=150, deadline=None)
@@ -90,33 +58,7 @@ def test_route_and_table_equal_dijkstra_on_random_graphs(g) -> None:  # type: ig
     csr = np.arange(n + 1, dtype=np.int64)
     res_w = np.full((n, n), INF, dtype=np.int64)
     res_d = np.full((n, n), INF, dtype=np.int64)
-    table_query(
-        csr,
-        every,
-        zero,
-        zero,
-        csr,
-        every,
-        zero,
-        zero,
-        q.fwd_first,
-        q.fwd_to,
-        q.fwd_weight,
-        q.fwd_dist,
-        q.bwd_first,
-        q.bwd_to,
-        q.bwd_weight,
-        q.bwd_dist,
-        ws.dist_f,
-        ws.dd_f,
-        ws.par_f,
-        ws.touched_f,
-        ws.hf_node,
-        ws.hf_key,
-        ws.hf_pos,
-        res_w,
-        res_d,
-    )
+    search_table(q, ws, (csr, every, zero, zero), (csr, every, zero, zero), res_w, res_d)
     for s in range(n):
         exp_w, exp_d = one_to_all(first, to, w64, d64, np.array([s]), np.array([0]), np.array([0]))
         np.testing.assert_array_equal(res_w[s], exp_w)
@@ -125,21 +67,11 @@ def test_route_and_table_equal_dijkstra_on_random_graphs(g) -> None:  # type: ig
             bw, bd, meet, ntf, ntb = _route(q, ws, s, t)
             assert (bw, bd) == (exp_w[t], exp_d[t])
             if meet >= 0:
-                arcs, a, b = unpack_path(
-                    meet,
-                    ws.par_f,
-                    ws.par_b,
-                    q.edge_tail,
-                    q.edge_head,
-                    q.edge_child1,
-                    q.edge_child2,
-                    tail.size,
-                )
+                arcs, a, b = path_arcs(q, ws, meet)
                 assert (a, b) == (s, t)
                 assert int(weight[arcs].sum()) == bw and int(dist[arcs].sum()) == bd
                 assert (head[arcs[:-1]] == tail[arcs[1:]]).all()
-            reset(ws.dist_f, ws.dd_f, ws.par_f, ws.touched_f, ntf)
-            reset(ws.dist_b, ws.dd_b, ws.par_b, ws.touched_b, ntb)
+            clear_route(ws, ntf, ntb)
     # the workspace is clean again after every query
     assert (ws.dist_f == INF).all() and (ws.dist_b == INF).all() and (ws.hf_pos == -1).all()
 

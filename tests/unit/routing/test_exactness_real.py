@@ -11,7 +11,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from hexcity.routing import RoutingEngine
-from hexcity.routing.domain.ch_query import Workspace, reset, route_query, table_query
+from hexcity.routing.domain.ch_query import Workspace, clear_route, search_route, search_table
 from hexcity.routing.domain.contraction import INF
 from hexcity.routing.domain.dijkstra import one_to_all, out_csr
 
@@ -51,33 +51,9 @@ def test_ch_equals_dijkstra_on_10000_pairs(
     res_w = np.full((N_SOURCES, N_TARGETS), INF, np.int64)
     res_d = np.full((N_SOURCES, N_TARGETS), INF, np.int64)
     ws = Workspace(n)
-    table_query(
-        np.arange(N_SOURCES + 1),
-        sources,
-        zero_s,
-        zero_s,
-        np.arange(N_TARGETS + 1),
-        targets,
-        zero_t,
-        zero_t,
-        q.fwd_first,
-        q.fwd_to,
-        q.fwd_weight,
-        q.fwd_dist,
-        q.bwd_first,
-        q.bwd_to,
-        q.bwd_weight,
-        q.bwd_dist,
-        ws.dist_f,
-        ws.dd_f,
-        ws.par_f,
-        ws.touched_f,
-        ws.hf_node,
-        ws.hf_key,
-        ws.hf_pos,
-        res_w,
-        res_d,
-    )
+    sources_csr = (np.arange(N_SOURCES + 1), sources, zero_s, zero_s)
+    targets_csr = (np.arange(N_TARGETS + 1), targets, zero_t, zero_t)
+    search_table(q, ws, sources_csr, targets_csr, res_w, res_d)
     got_w = np.where(res_w >= INF, np.inf, res_w.astype(np.float64))
     np.testing.assert_array_equal(got_w, expected_w)
     # the graph is one strongly connected component: every pair is reachable
@@ -94,38 +70,8 @@ def test_ch_equals_dijkstra_on_10000_pairs(
     one = np.zeros(1, np.int64)
     for i in range(0, N_SOURCES, 5):
         for j in range(0, N_TARGETS, 10):
-            bw, bd, _meet, ntf, ntb = route_query(
-                sources[i : i + 1],
-                one,
-                one,
-                targets[j : j + 1],
-                one,
-                one,
-                q.fwd_first,
-                q.fwd_to,
-                q.fwd_weight,
-                q.fwd_dist,
-                q.fwd_edge,
-                q.bwd_first,
-                q.bwd_to,
-                q.bwd_weight,
-                q.bwd_dist,
-                q.bwd_edge,
-                ws.dist_f,
-                ws.dd_f,
-                ws.par_f,
-                ws.dist_b,
-                ws.dd_b,
-                ws.par_b,
-                ws.touched_f,
-                ws.touched_b,
-                ws.hf_node,
-                ws.hf_key,
-                ws.hf_pos,
-                ws.hb_node,
-                ws.hb_key,
-                ws.hb_pos,
+            bw, bd, _meet, ntf, ntb = search_route(
+                q, ws, sources[i : i + 1], one, one, targets[j : j + 1], one, one
             )
-            reset(ws.dist_f, ws.dd_f, ws.par_f, ws.touched_f, ntf)
-            reset(ws.dist_b, ws.dd_b, ws.par_b, ws.touched_b, ntb)
+            clear_route(ws, ntf, ntb)
             assert (bw, bd) == (res_w[i, j], res_d[i, j])

@@ -107,6 +107,50 @@ class Workspace:
         self.hb_pos = np.full(n, -1, np.int32)
 
 
+def search_route(
+    q: QueryGraph, ws: Workspace, s_nodes: I64, s_w: I64, s_d: I64, t_nodes: I64, t_w: I64, t_d: I64
+) -> tuple[int, int, int, int, int]:
+    """Point-to-point search from source seeds to target seeds.
+
+    Returns (duration_ms, distance_cm, meeting node or -1, touched_f, touched_b); the search state
+    stays in ``ws`` for ``path_arcs`` until ``clear_route`` resets it.
+    """
+    out = route_query(
+        s_nodes, s_w, s_d, t_nodes, t_w, t_d,
+        q.fwd_first, q.fwd_to, q.fwd_weight, q.fwd_dist, q.fwd_edge,
+        q.bwd_first, q.bwd_to, q.bwd_weight, q.bwd_dist, q.bwd_edge,
+        ws.dist_f, ws.dd_f, ws.par_f, ws.dist_b, ws.dd_b, ws.par_b, ws.touched_f, ws.touched_b,
+        ws.hf_node, ws.hf_key, ws.hf_pos, ws.hb_node, ws.hb_key, ws.hb_pos,
+    )  # fmt: skip
+    return int(out[0]), int(out[1]), int(out[2]), int(out[3]), int(out[4])
+
+
+def path_arcs(q: QueryGraph, ws: Workspace, meet: int) -> tuple[I64, int, int]:
+    """Input arcs of the path found by ``search_route``, with its first and last node."""
+    arcs, first, last = unpack_path(
+        meet, ws.par_f, ws.par_b, q.edge_tail, q.edge_head, q.edge_child1, q.edge_child2, q.n_arcs
+    )
+    return arcs, int(first), int(last)
+
+
+def clear_route(ws: Workspace, touched_f: int, touched_b: int) -> None:
+    """Reset the workspace after ``search_route`` (only the touched entries)."""
+    reset(ws.dist_f, ws.dd_f, ws.par_f, ws.touched_f, touched_f)
+    reset(ws.dist_b, ws.dd_b, ws.par_b, ws.touched_b, touched_b)
+
+
+def search_table(
+    q: QueryGraph, ws: Workspace, sources: tuple[I64, I64, I64, I64], targets: tuple[I64, I64, I64, I64],
+    res_w: I64, res_d: I64,
+) -> None:  # fmt: skip
+    """Many-to-many into ``res_w``/``res_d`` (pre-filled with INF); seeds as CSR (first, node, w, d)."""
+    table_query(
+        *sources, *targets,
+        q.fwd_first, q.fwd_to, q.fwd_weight, q.fwd_dist, q.bwd_first, q.bwd_to, q.bwd_weight, q.bwd_dist,
+        ws.dist_f, ws.dd_f, ws.par_f, ws.touched_f, ws.hf_node, ws.hf_key, ws.hf_pos, res_w, res_d,
+    )  # fmt: skip
+
+
 @njit(cache=True, nogil=True)
 def _better(w, d, bw, bd):
     return w < bw or (w == bw and d < bd)

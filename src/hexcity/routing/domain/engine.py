@@ -19,10 +19,10 @@ from hexcity.kernel import LatLng
 from hexcity.routing.domain.ch_query import (
     QueryGraph,
     Workspace,
-    reset,
-    route_query,
-    table_query,
-    unpack_path,
+    clear_route,
+    path_arcs,
+    search_route,
+    search_table,
 )
 from hexcity.routing.domain.contraction import INF
 from hexcity.routing.domain.geometry import (
@@ -144,49 +144,15 @@ class Engine:
         _, t_nodes, t_w, t_d = seeds_csr([dst], as_source=False)
         q = self.query
         with self._workspace() as ws:
-            best_w, best_d, meet, ntf, ntb = route_query(
-                s_nodes,
-                s_w,
-                s_d,
-                t_nodes,
-                t_w,
-                t_d,
-                q.fwd_first,
-                q.fwd_to,
-                q.fwd_weight,
-                q.fwd_dist,
-                q.fwd_edge,
-                q.bwd_first,
-                q.bwd_to,
-                q.bwd_weight,
-                q.bwd_dist,
-                q.bwd_edge,
-                ws.dist_f,
-                ws.dd_f,
-                ws.par_f,
-                ws.dist_b,
-                ws.dd_b,
-                ws.par_b,
-                ws.touched_f,
-                ws.touched_b,
-                ws.hf_node,
-                ws.hf_key,
-                ws.hf_pos,
-                ws.hb_node,
-                ws.hb_key,
-                ws.hb_pos,
-            )
+            best_w, best_d, meet, ntf, ntb = search_route(q, ws, s_nodes, s_w, s_d, t_nodes, t_w, t_d)
             try:
                 if direct is not None and (meet < 0 or direct <= (best_w, best_d)):
                     return self._direct_leg(src, dst, direct, geometry)
                 if meet < 0:
                     raise NoRoute("Impossible route between points")
-                arcs, first_node, last_node = unpack_path(
-                    meet, ws.par_f, ws.par_b, q.edge_tail, q.edge_head, q.edge_child1, q.edge_child2, q.n_arcs
-                )
+                arcs, first_node, last_node = path_arcs(q, ws, meet)
             finally:
-                reset(ws.dist_f, ws.dd_f, ws.par_f, ws.touched_f, ntf)
-                reset(ws.dist_b, ws.dd_b, ws.par_b, ws.touched_b, ntb)
+                clear_route(ws, ntf, ntb)
         line = self._leg_geometry(src, dst, arcs, int(first_node), int(last_node)) if geometry else _NO_LINE
         return Leg(
             duration_s=best_w / 1000.0,
@@ -244,34 +210,9 @@ class Engine:
         t_first, t_nodes, t_w, t_d = bulk_seeds(self.network, self.chain_arcs, destinations, as_source=False)
         res_w = np.full((len(sources), len(destinations)), INF, dtype=np.int64)
         res_d = np.full((len(sources), len(destinations)), INF, dtype=np.int64)
-        q = self.query
         with self._workspace() as ws:
-            table_query(
-                s_first,
-                s_nodes,
-                s_w,
-                s_d,
-                t_first,
-                t_nodes,
-                t_w,
-                t_d,
-                q.fwd_first,
-                q.fwd_to,
-                q.fwd_weight,
-                q.fwd_dist,
-                q.bwd_first,
-                q.bwd_to,
-                q.bwd_weight,
-                q.bwd_dist,
-                ws.dist_f,
-                ws.dd_f,
-                ws.par_f,
-                ws.touched_f,
-                ws.hf_node,
-                ws.hf_key,
-                ws.hf_pos,
-                res_w,
-                res_d,
+            search_table(
+                self.query, ws, (s_first, s_nodes, s_w, s_d), (t_first, t_nodes, t_w, t_d), res_w, res_d
             )
         self._same_chain_fixup(sources, destinations, res_w, res_d)
         unreachable = res_w >= INF
