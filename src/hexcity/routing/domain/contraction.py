@@ -286,6 +286,18 @@ def _process_node(
 
 
 @njit(cache=True)
+def _simulated_priority(v, limit, adj, scratch, e_hops, depth):
+    """Priority of v from a simulated contraction (no shortcuts are inserted)."""
+    i_start, i_len, i_nbr, i_w, i_d, i_eid, o_start, o_len, o_nbr, o_w, o_d, o_eid = adj
+    dist, ddist, touched, h_node, h_key, pos, sc_buf = scratch
+    n_sc, hops = _process_node(
+        v, False, limit, i_start, i_len, i_nbr, i_w, i_d, i_eid, o_start, o_len, o_nbr, o_w, o_d, o_eid,
+        e_hops, dist, ddist, touched, h_node, h_key, pos, sc_buf,
+    )  # fmt: skip
+    return _priority(v, n_sc, hops, i_len, o_len, i_eid, o_eid, i_start, o_start, e_hops, depth)
+
+
+@njit(cache=True)
 def _priority(v, n_sc, hops, i_len, o_len, i_eid, o_eid, i_start, o_start, e_hops, depth):
     removed = i_len[v] + o_len[v]
     removed_hops = 0
@@ -380,6 +392,8 @@ def _contract_graph(n, tail, head, w_in, d_in, witness_limit, sim_limit):
     h_key = np.empty(n, np.int64)
     pos = np.full(n, -1, np.int32)
     sc_buf = np.empty((64, 6), np.int64)
+    adj = (i_start, i_len, i_nbr, i_w, i_d, i_eid, o_start, o_len, o_nbr, o_w, o_d, o_eid)
+    scratch = (dist, ddist, touched, h_node, h_key, pos, sc_buf)
 
     depth = np.zeros(n, np.float64)
     contracted = np.zeros(n, np.bool_)
@@ -391,32 +405,7 @@ def _contract_graph(n, tail, head, w_in, d_in, witness_limit, sim_limit):
     p_pos = np.full(n, -1, np.int32)
     p_size = 0
     for v in range(n):
-        n_sc, hops = _process_node(
-            v,
-            False,
-            sim_limit,
-            i_start,
-            i_len,
-            i_nbr,
-            i_w,
-            i_d,
-            i_eid,
-            o_start,
-            o_len,
-            o_nbr,
-            o_w,
-            o_d,
-            o_eid,
-            e_hops,
-            dist,
-            ddist,
-            touched,
-            h_node,
-            h_key,
-            pos,
-            sc_buf,
-        )
-        prio = _priority(v, n_sc, hops, i_len, o_len, i_eid, o_eid, i_start, o_start, e_hops, depth)
+        prio = _simulated_priority(v, sim_limit, adj, scratch, e_hops, depth)
         p_size = push_or_update(p_node, p_key, p_pos, p_size, v, prio)
 
     # upward edge lists, filled as nodes are contracted
@@ -429,38 +418,13 @@ def _contract_graph(n, tail, head, w_in, d_in, witness_limit, sim_limit):
     next_rank = 0
     while p_size > 0:
         v, _, p_size = pop_min(p_node, p_key, p_pos, p_size)
-        n_sc, hops = _process_node(
-            v,
-            False,
-            sim_limit,
-            i_start,
-            i_len,
-            i_nbr,
-            i_w,
-            i_d,
-            i_eid,
-            o_start,
-            o_len,
-            o_nbr,
-            o_w,
-            o_d,
-            o_eid,
-            e_hops,
-            dist,
-            ddist,
-            touched,
-            h_node,
-            h_key,
-            pos,
-            sc_buf,
-        )
-        prio = _priority(v, n_sc, hops, i_len, o_len, i_eid, o_eid, i_start, o_start, e_hops, depth)
+        prio = _simulated_priority(v, sim_limit, adj, scratch, e_hops, depth)
         if p_size > 0 and prio > p_key[0]:
             p_size = push_or_update(p_node, p_key, p_pos, p_size, v, prio)
             continue
         # contract v: find shortcuts with the full witness limit
         while True:
-            n_sc, hops = _process_node(
+            n_sc, _ = _process_node(
                 v,
                 True,
                 witness_limit,
@@ -558,6 +522,8 @@ def _contract_graph(n, tail, head, w_in, d_in, witness_limit, sim_limit):
             i_nbr, i_w, i_d, i_eid, used_i = _append(
                 i_start, i_len, i_cap, i_nbr, i_w, i_d, i_eid, used_i, w, u, cw, cd, eid
             )
+        adj = (i_start, i_len, i_nbr, i_w, i_d, i_eid, o_start, o_len, o_nbr, o_w, o_d, o_eid)
+        scratch = (dist, ddist, touched, h_node, h_key, pos, sc_buf)
         contracted[v] = True
         rank[v] = next_rank
         next_rank += 1
@@ -575,32 +541,7 @@ def _contract_graph(n, tail, head, w_in, d_in, witness_limit, sim_limit):
                 x = o_nbr[k] if side == 0 else i_nbr[k]
                 if contracted[x]:
                     continue
-                n_sc2, hops2 = _process_node(
-                    x,
-                    False,
-                    sim_limit,
-                    i_start,
-                    i_len,
-                    i_nbr,
-                    i_w,
-                    i_d,
-                    i_eid,
-                    o_start,
-                    o_len,
-                    o_nbr,
-                    o_w,
-                    o_d,
-                    o_eid,
-                    e_hops,
-                    dist,
-                    ddist,
-                    touched,
-                    h_node,
-                    h_key,
-                    pos,
-                    sc_buf,
-                )
-                px = _priority(x, n_sc2, hops2, i_len, o_len, i_eid, o_eid, i_start, o_start, e_hops, depth)
+                px = _simulated_priority(x, sim_limit, adj, scratch, e_hops, depth)
                 p_size = push_or_update(p_node, p_key, p_pos, p_size, x, px)
         o_len[v] = 0
         i_len[v] = 0
