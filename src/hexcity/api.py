@@ -19,7 +19,8 @@ log = get_logger(__name__)
 def create_app(service: RoutingService) -> FastAPI:
     """The app; ``service`` may still be loading (readiness says when it is not)."""
     app = FastAPI(title="hexcity", version=__version__, docs_url="/docs", redoc_url=None)
-    app.router.routes.extend(build_routes(service))
+    # the OSRM endpoints go first: they are the hot path, matched before docs and probes
+    app.router.routes[:0] = build_routes(service)
 
     @app.get("/health/live")
     async def live() -> Response:
