@@ -7,10 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hexcity.infra import get_logger
-from hexcity.kernel import HexcityError
+from hexcity.kernel import HexcityError, LatLng
 from hexcity.routing import (
     Limits,
     RoutingEngine,
+    RoutingError,
     RoutingService,
     RoutingSettings,
     build_graph,
@@ -59,12 +60,31 @@ def ensure_graph(
 
 
 def open_engine(path: Path, settings: RoutingSettings, limits: Limits) -> RoutingEngine:
+    """Load an artefact and prove it answers (smoke route and table) before it is served."""
     engine = RoutingEngine.open(
         path, limits=limits, verify=settings.verify_checksums, workers=settings.workers
     )
+    smoke_test(engine)
     if settings.cache_enabled:
         attach_table_cache(engine, settings)
     return engine
+
+
+def smoke_test(engine: RoutingEngine) -> None:
+    """Route and table between two graph nodes; also loads every search kernel.
+
+    Raises RoutingError if the graph cannot answer (readiness then stays false).
+    """
+    net = engine.engine.network
+    a, b = 0, net.n_nodes - 1
+    points = [
+        LatLng(float(net.node_lat[a]), float(net.node_lon[a])),
+        LatLng(float(net.node_lat[b]), float(net.node_lon[b])),
+    ]
+    route = engine.route(points)
+    table = engine.table(points)
+    if table.durations_s[0, 1] != route.duration_s:
+        raise RoutingError(f"smoke test failed for {engine.profile}: table and route disagree")
 
 
 def attach_table_cache(engine: RoutingEngine, settings: RoutingSettings) -> None:

@@ -61,3 +61,28 @@ def test_table_cache_serves_repeats_from_the_store(graph_dir: Callable[[str, str
     np.testing.assert_array_equal(second.durations_s, truth.durations_s)
     assert cached.cache.stats["hits"] == 12
     assert cached.cache.stats["misses"] == misses
+
+
+def test_loader_reports_a_corrupt_artefact_and_serves_the_good_one(
+    graph_dir: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    from hexcity.bootstrap import start_loading
+
+    good = graph_dir("andorra", "car")
+    bad = tmp_path / "foot"
+    shutil.copytree(graph_dir("andorra", "foot"), bad)
+    (bad / "arc_head.npy").write_bytes(b"garbage")
+    service = RoutingService(Limits())
+    start_loading(service, RoutingSettings(), graphs=[good, bad]).join(timeout=120)
+    status = service.status()
+    assert status["ready"] is False
+    profiles = status["profiles"]
+    assert isinstance(profiles, dict)
+    assert profiles["car"]["state"] == "ready"
+    assert profiles["foot"] == {
+        "state": "failed",
+        "error": f"artefact {bad}: checksum mismatch for arc_head.npy (corrupt or modified)",
+    }
+    assert service.get("car").route([PLACES[0], PLACES[1]]).duration_s > 0
