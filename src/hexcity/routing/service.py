@@ -157,7 +157,11 @@ class RoutingEngine:
         snap = self.snap(point)
         engine = self._p.engine
         return isochrone(
-            engine.network, engine.phantom(snap), sorted(limits_s), self.limits.isochrone_buffer_m
+            engine.network,
+            engine.forward_graph,
+            engine.phantom(snap),
+            sorted(limits_s),
+            self.limits.isochrone_buffer_m,
         )
 
     def attach_cache(self, factory: Callable[[RoutingEngine], SemanticTableCache]) -> None:

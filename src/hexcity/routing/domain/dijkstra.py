@@ -15,9 +15,10 @@ from hexcity.routing.domain.heap import new_heap, pop_min, push_or_update
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
+ForwardGraph = tuple[I64, I64, I64, I64]  # CSR: first, to, weight_ms, dist_cm
 
 
-def out_csr(n_nodes: int, tail: I32, head: I32, weight_ms: I32, dist_cm: I32) -> tuple[I64, I64, I64, I64]:
+def out_csr(n_nodes: int, tail: I32, head: I32, weight_ms: I32, dist_cm: I32) -> ForwardGraph:
     """Forward CSR (first, to, weight, dist) of an arc list."""
     order = np.argsort(tail, kind="stable")
     first = np.zeros(n_nodes + 1, dtype=np.int64)

@@ -6,6 +6,7 @@ releases the GIL; each concurrent query borrows its own workspace from a bounded
 
 from __future__ import annotations
 
+import functools
 import itertools
 import queue
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,7 @@ from hexcity.routing.domain.ch_query import (
     search_table,
 )
 from hexcity.routing.domain.contraction import INF
+from hexcity.routing.domain.dijkstra import ForwardGraph, out_csr
 from hexcity.routing.domain.geometry import (
     arcs_vertices,
     arrive_vertices,
@@ -113,6 +115,12 @@ class Engine:
         if not found:
             raise NoSegment(f"No road within {max_distance_m:.0f} m of {point.lng:.6f},{point.lat:.6f}")
         return found
+
+    @functools.cached_property
+    def forward_graph(self) -> ForwardGraph:
+        """The plain arc graph as CSR, for searches outside the hierarchy (isochrones); built once."""
+        net = self.network
+        return out_csr(net.n_nodes, net.arc_tail, net.arc_head, net.arc_weight_ms, net.arc_dist_cm)
 
     def phantom(self, snap: Snap) -> Phantom:
         return make_phantom(self.network, self.chain_arcs, snap)

@@ -18,7 +18,7 @@ from shapely.geometry import MultiLineString, MultiPolygon, Polygon
 from shapely.ops import transform
 
 from hexcity.kernel import EARTH_RADIUS_M
-from hexcity.routing.domain.dijkstra import one_to_all, out_csr
+from hexcity.routing.domain.dijkstra import ForwardGraph, one_to_all
 from hexcity.routing.domain.network import RoadNetwork
 from hexcity.routing.domain.phantom import Phantom
 
@@ -34,11 +34,11 @@ class Contour:
     reached_nodes: int
 
 
-def isochrone(network: RoadNetwork, start: Phantom, limits_s: list[float], buffer_m: float) -> list[Contour]:
-    """One contour per limit (ascending). Distances and times as in the network (s, m)."""
-    first, to, weight, dist = out_csr(
-        network.n_nodes, network.arc_tail, network.arc_head, network.arc_weight_ms, network.arc_dist_cm
-    )
+def isochrone(
+    network: RoadNetwork, graph: ForwardGraph, start: Phantom, limits_s: list[float], buffer_m: float
+) -> list[Contour]:
+    """One contour per limit (ascending). ``graph`` is the network's ``out_csr`` (built once)."""
+    first, to, weight, dist = graph
     seeds = start.source_seeds()
     max_ms = round(max(limits_s) * 1000)
     arrival_ms, _ = one_to_all(
