@@ -127,3 +127,22 @@ def test_bulk_seeds_equal_per_point_phantom_seeds(car: RoutingEngine) -> None:
         single = seeds_csr([engine.phantom(s) for s in snaps], as_source=as_source)
         for got, expected in zip(bulk, single, strict=True):
             np.testing.assert_array_equal(got, expected)
+
+
+def test_nearest_k_equals_brute_force_over_every_segment(car: RoutingEngine) -> None:
+    index = car.engine.snap_index
+    net = car.engine.network
+    starts = index._seg_start
+    chains = index._seg_chain
+    xs, ys = index._x, index._y
+    for p in random_points(car, 25, seed=4):
+        px, py = p.lng * index._kx, p.lat * index._ky
+        ax, ay = xs[starts], ys[starts]
+        dx, dy = xs[starts + 1] - ax, ys[starts + 1] - ay
+        t = np.clip(((px - ax) * dx + (py - ay) * dy) / np.maximum(dx * dx + dy * dy, 1e-12), 0, 1)
+        dist = np.hypot(ax + t * dx - px, ay + t * dy - py)
+        per_chain = np.full(net.n_chains, np.inf)
+        np.minimum.at(per_chain, chains, dist)
+        expected = np.argsort(per_chain, kind="stable")[:5].tolist()  # ties: lower chain id first
+        got = [s.chain for s in car.nearest(p, number=5)]
+        assert sorted(got) == sorted(expected)

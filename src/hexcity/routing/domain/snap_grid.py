@@ -134,3 +134,72 @@ def snap_records(
         )
         dist[i] = 2 * radius_m * math.asin(min(1.0, math.sqrt(h)))
     return lat, lon, offset, chain, segment, dist
+
+
+@njit(cache=True, nogil=True)
+def nearest_k_chains(
+    x, y, k, max_dist, x0, y0, cell_m, nx, ny, cell_first, cell_pieces, piece_seg, seg_start, seg_chain,
+    xs, ys, piece_m,
+):  # fmt: skip
+    """The closest point on each of the ``k`` closest distinct chains: (segment, fraction, distance) arrays.
+
+    The same exact ring search as ``nearest_segments``, stopping once the k-th best distance is
+    provably final; ties go to the lower chain id. Unsorted; fewer than k entries when fewer
+    chains lie within max_dist.
+    """
+    best_d = np.full(k, np.inf)
+    best_seg = np.full(k, -1, np.int64)
+    best_t = np.zeros(k)
+    best_chain = np.full(k, -1, np.int64)
+    cx = math.floor((x - x0) / cell_m)
+    cy = math.floor((y - y0) / cell_m)
+    r = 0
+    while True:
+        reach = (r - 1) * cell_m
+        worst = best_d.max()
+        if reach > 0 and (worst + piece_m / 2 <= reach or reach > max_dist + piece_m / 2):
+            break
+        if not (cx + r < 0 or cy + r < 0 or cx - r >= nx or cy - r >= ny):
+            for ix in range(max(cx - r, 0), min(cx + r, nx - 1) + 1):
+                edge_x = ix == cx - r or ix == cx + r
+                for iy in range(max(cy - r, 0), min(cy + r, ny - 1) + 1):
+                    if not edge_x and iy != cy - r and iy != cy + r:
+                        continue
+                    c = ix * ny + iy
+                    for p in range(cell_first[c], cell_first[c + 1]):
+                        s = piece_seg[cell_pieces[p]]
+                        a = seg_start[s]
+                        dx = xs[a + 1] - xs[a]
+                        dy = ys[a + 1] - ys[a]
+                        len2 = dx * dx + dy * dy
+                        t = ((x - xs[a]) * dx + (y - ys[a]) * dy) / len2 if len2 > 0 else 0.0
+                        t = min(1.0, max(0.0, t))
+                        ex = xs[a] + t * dx - x
+                        ey = ys[a] + t * dy - y
+                        d = math.sqrt(ex * ex + ey * ey)
+                        chain = seg_chain[s]
+                        slot = -1
+                        for j in range(k):
+                            if best_chain[j] == chain:
+                                slot = j
+                                break
+                        if slot < 0:
+                            # evict the worst entry, (distance, chain id) order: ties are deterministic
+                            slot = 0
+                            for j in range(1, k):
+                                if best_d[j] > best_d[slot] or (
+                                    best_d[j] == best_d[slot] and best_chain[j] > best_chain[slot]
+                                ):
+                                    slot = j
+                            if d > best_d[slot] or (d == best_d[slot] and chain > best_chain[slot] >= 0):
+                                continue
+                        if d < best_d[slot] or best_chain[slot] != chain:
+                            best_d[slot] = d
+                            best_seg[slot] = s
+                            best_t[slot] = t
+                            best_chain[slot] = chain
+        elif reach > max_dist + piece_m / 2:
+            break
+        r += 1
+    keep = (best_seg >= 0) & (best_d <= max_dist)
+    return best_seg[keep], best_t[keep], best_d[keep]

@@ -1,11 +1,10 @@
 """Snapping a coordinate to the closest point on a road segment (not the closest node).
 
-Segments are cut into pieces no longer than ``PIECE_M`` and the pieces' midpoints go into a k-d
-tree in a local equirectangular projection (metres). Any point of a piece lies within
-``PIECE_M / 2`` of its midpoint, so after the nearest candidates give a distance ``d``, a ball
-query of radius ``d + PIECE_M / 2`` is guaranteed to contain the closest segment; the exact
-point-to-segment distance then decides. The projection is accurate for city- and region-sized
-extracts; snap distances are reported as great-circle distances.
+Segments are cut into pieces no longer than ``PIECE_M`` and the pieces' midpoints are bucketed in
+a uniform grid in a local equirectangular projection (metres); ``snap_grid`` searches rings of
+cells until no unseen piece can be closer, so answers are exact, for one nearest point per query
+(batched) or for the k nearest distinct chains. The projection is accurate for city- and
+region-sized extracts; snap distances are reported as great-circle distances.
 """
 
 from __future__ import annotations
@@ -15,11 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.spatial import cKDTree
 
 from hexcity.kernel import EARTH_RADIUS_M, LatLng
 from hexcity.routing.domain.network import RoadNetwork
-from hexcity.routing.domain.snap_grid import build_grid, nearest_segments, snap_records
+from hexcity.routing.domain.snap_grid import build_grid, nearest_k_chains, nearest_segments, snap_records
 
 PIECE_M = 40.0
 F64 = npt.NDArray[np.float64]
@@ -73,7 +71,6 @@ class SnapIndex:
         mx = self._x[seg_start[piece_seg]] + t * dx[piece_seg]
         my = self._y[seg_start[piece_seg]] + t * dy[piece_seg]
         self._piece_seg = piece_seg
-        self._tree = cKDTree(np.column_stack([mx, my])) if piece_seg.size else None
         self._grid = build_grid(mx, my) if piece_seg.size else None
 
     def snap_many(self, points: list[LatLng], max_distance_m: list[float]) -> list[Snap | None]:
@@ -150,41 +147,15 @@ class SnapIndex:
 
     def nearest(self, point: LatLng, number: int = 1, max_distance_m: float = math.inf) -> list[Snap]:
         """Up to ``number`` snaps on distinct chains, closest first, within ``max_distance_m``."""
-        if self._tree is None or number < 1:
+        grid = self._grid
+        if grid is None or number < 1:
             return []
-        px, py = point.lng * self._kx, point.lat * self._ky
-        k = min(int(self._piece_seg.size), 8 * number + 8)
-        _, idx = self._tree.query([px, py], k=k)
-        candidates = np.unique(self._piece_seg[np.atleast_1d(idx)])
-        best = self._best_per_chain(candidates, px, py)
-        if len(best) >= number:
-            radius = sorted(d for d, _ in best.values())[number - 1] + PIECE_M / 2 + 1e-6
-        else:
-            radius = (max(d for d, _ in best.values()) if best else 0.0) + PIECE_M / 2 + 1e-6
-            radius = max(radius, min(max_distance_m, 50_000.0))
-        radius = min(radius, max_distance_m + PIECE_M / 2 + 1e-6)
-        ball = self._tree.query_ball_point([px, py], r=radius)
-        if ball:
-            candidates = np.unique(self._piece_seg[np.asarray(ball, dtype=np.int64)])
-            best = self._best_per_chain(candidates, px, py)
-        ranked = sorted(best.items(), key=lambda item: (item[1][0], item[0]))[:number]
-        segs = np.array([seg for _, (_, (seg, _t)) in ranked], dtype=np.int64)
-        ts = np.array([t for _, (_, (_s, t)) in ranked], dtype=np.float64)
-        snaps = self._make_snaps([point] * len(ranked), segs, ts, [max_distance_m] * len(ranked))
-        return [s for s in snaps if s is not None]
-
-    def _best_per_chain(self, segs: I64, px: float, py: float) -> dict[int, tuple[float, tuple[int, float]]]:
-        a = self._seg_start[segs]
-        ax, ay = self._x[a], self._y[a]
-        dx, dy = self._x[a + 1] - ax, self._y[a + 1] - ay
-        len2 = dx * dx + dy * dy
-        with np.errstate(invalid="ignore", divide="ignore"):
-            t = np.where(len2 > 0, ((px - ax) * dx + (py - ay) * dy) / len2, 0.0)
-        t = np.clip(t, 0.0, 1.0)
-        dist = np.hypot(ax + t * dx - px, ay + t * dy - py)
-        best: dict[int, tuple[float, tuple[int, float]]] = {}
-        for seg, tt, dd in zip(segs.tolist(), t.tolist(), dist.tolist(), strict=True):
-            chain = int(self._seg_chain[seg])
-            if chain not in best or dd < best[chain][0]:
-                best[chain] = (dd, (seg, tt))
-        return best
+        limit = min(max_distance_m * 1.05 + 1.0, 1e12)
+        segs, ts, _ = nearest_k_chains(
+            point.lng * self._kx, point.lat * self._ky, number, limit, grid.x0, grid.y0, grid.cell_m, grid.nx,
+            grid.ny, grid.cell_first, grid.cell_pieces, self._piece_seg, self._seg_start, self._seg_chain,
+            self._x, self._y, PIECE_M,
+        )  # fmt: skip
+        snaps = self._make_snaps([point] * len(segs), segs, ts, [max_distance_m] * len(segs))
+        found = [s for s in snaps if s is not None]
+        return sorted(found, key=lambda snap: (snap.distance_m, snap.chain))
