@@ -34,7 +34,10 @@ def create_app(service: RoutingService) -> FastAPI:
     @app.exception_handler(HexcityError)
     async def hexcity_error(_: Request, exc: HexcityError) -> Response:
         status = 413 if exc.code == "TooBig" else exc.status
-        return json_response({"code": exc.code, "message": exc.message}, status)
+        response = json_response({"code": exc.code, "message": exc.message}, status)
+        if status in (429, 503):
+            response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -62,7 +62,11 @@ def ensure_graph(
 def open_engine(path: Path, settings: RoutingSettings, limits: Limits) -> RoutingEngine:
     """Load an artefact and prove it answers (smoke route and table) before it is served."""
     engine = RoutingEngine.open(
-        path, limits=limits, verify=settings.verify_checksums, workers=settings.workers
+        path,
+        limits=limits,
+        verify=settings.verify_checksums,
+        workers=settings.workers,
+        queue_timeout_s=settings.queue_timeout_s,
     )
     smoke_test(engine)
     if settings.cache_enabled:

@@ -157,6 +157,12 @@ def test_table_over_the_limit_is_too_big(http: httpx.Client) -> None:
     assert exactly.json()["code"] == "Ok"
 
 
+def test_a_huge_coordinate_list_is_refused_before_parsing(http: httpx.Client) -> None:
+    response = http.get("/route/v1/car/" + ";".join(["1,2"] * 10_001))  # 40 kB: under URL limits
+    assert response.status_code == 413
+    assert response.json()["code"] == "TooBig"
+
+
 def test_routingpy_osrm_client_gets_routes_and_matrices(server: str) -> None:
     client = OSRM(base_url=server, timeout=30)
     locations = [list(p) for p in POINTS[:3]]

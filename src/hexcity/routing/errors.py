@@ -64,6 +64,13 @@ class TooBig(RoutingError):
     code = "TooBig"
 
 
+class Overloaded(RoutingError, Unavailable):
+    """Every search workspace stayed busy past the queue timeout: retry after a moment (429)."""
+
+    code = "Overloaded"
+    status = 429
+
+
 class MapFileError(RoutingError):
     """The map file is missing, truncated or not an OSM PBF/XML file."""
 

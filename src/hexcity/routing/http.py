@@ -25,7 +25,7 @@ from hexcity.routing.domain.snapping import Snap
 from hexcity.routing.errors import InvalidOptions, InvalidQuery, InvalidValue, TooBig
 from hexcity.routing.service import RoutingEngine, RoutingService
 
-MAX_URL_COORDINATES = 100_000
+MAX_URL_COORDINATES = 10_000  # checked before parsing, so a huge URL costs no work
 SIMPLIFY_TOLERANCE_DEG = 5e-5  # ~5 m, for overview=simplified
 INLINE_ROUTE_POINTS = 10  # small routes run on the event loop; bigger work goes to the thread pool
 
@@ -182,6 +182,8 @@ def build_routes(service: RoutingService) -> list[HttpRoute]:
 # -- parsing -------------------------------------------------------------------------------------
 def parse_coordinates(text: str) -> list[LatLng]:
     """``lon,lat;lon,lat`` or ``polyline(...)`` / ``polyline6(...)``; optional ``.json`` suffix."""
+    if text.count(";") >= MAX_URL_COORDINATES:
+        raise TooBig(f"at most {MAX_URL_COORDINATES} coordinates per request")
     if text.endswith(".json"):
         text = text[: -len(".json")]
     if text.startswith(("polyline(", "polyline6(")) and text.endswith(")"):
@@ -193,8 +195,6 @@ def parse_coordinates(text: str) -> list[LatLng]:
             raise InvalidQuery(f"Query string malformed: {exc}") from None
     else:
         parts = text.split(";")
-        if len(parts) > MAX_URL_COORDINATES:
-            raise TooBig(f"at most {MAX_URL_COORDINATES} coordinates per request")
         points = []
         for pos, part in enumerate(parts):
             pieces = part.split(",")
@@ -209,6 +209,8 @@ def parse_coordinates(text: str) -> list[LatLng]:
             points.append(LatLng(lat, lon))
     if not points:
         raise InvalidQuery("no coordinates given")
+    if len(points) > MAX_URL_COORDINATES:
+        raise TooBig(f"at most {MAX_URL_COORDINATES} coordinates per request")
     for pos, p in enumerate(points):
         if not (math.isfinite(p.lat) and math.isfinite(p.lng)):
             raise InvalidValue(f"Invalid coordinate value at index {pos}: not finite")

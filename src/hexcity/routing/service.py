@@ -69,11 +69,23 @@ class RoutingEngine:
 
     @classmethod
     def open(
-        cls, path: Path | str, *, limits: Limits | None = None, verify: bool = True, workers: int = 8
+        cls,
+        path: Path | str,
+        *,
+        limits: Limits | None = None,
+        verify: bool = True,
+        workers: int = 8,
+        queue_timeout_s: float = 5.0,
     ) -> RoutingEngine:
-        """Load an artefact directory (memory-mapped). In process, the table limit is 10,000."""
+        """Load an artefact directory (memory-mapped). In process, the table limit is 10,000.
+
+        ``workers`` concurrent searches run at once; a further caller waits up to
+        ``queue_timeout_s`` and then gets Overloaded (HTTP 429).
+        """
         artefact = load_artefact(Path(path), verify=verify)
-        engine = Engine(artefact.network, artefact.query, max_workspaces=workers)
+        engine = Engine(
+            artefact.network, artefact.query, max_workspaces=workers, queue_timeout_s=queue_timeout_s
+        )
         return cls(LoadedProfile(artefact, engine), limits or Limits(max_table_size=10_000))
 
     @property

@@ -38,6 +38,9 @@ class RoutingSettings(BaseSettings):
     workers: int = Field(
         default=8, ge=1, le=256, description="concurrent queries per profile (workspace pool)"
     )
+    queue_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="wait for a free workspace, then 429"
+    )
     cache_enabled: bool = Field(default=False, description="H3 semantic cache for table cells (approximate)")
     cache_resolution: int = Field(default=9, ge=0, le=15)
     cache_ttl_s: float = Field(default=86_400.0, gt=0)

@@ -44,7 +44,7 @@ from hexcity.routing.domain.phantom import (
     seeds_csr,
 )
 from hexcity.routing.domain.snapping import Snap, SnapIndex
-from hexcity.routing.errors import NoRoute, NoSegment
+from hexcity.routing.errors import NoRoute, NoSegment, Overloaded
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -84,7 +84,15 @@ class Table:
 class Engine:
     """Queries on one profile's network and hierarchy."""
 
-    def __init__(self, network: RoadNetwork, query: QueryGraph, *, max_workspaces: int = 8) -> None:
+    def __init__(
+        self,
+        network: RoadNetwork,
+        query: QueryGraph,
+        *,
+        max_workspaces: int = 8,
+        queue_timeout_s: float = 5.0,
+    ) -> None:
+        self.queue_timeout_s = queue_timeout_s
         self.network = network
         self.query = query
         self.snap_index = SnapIndex(network)
@@ -251,7 +259,12 @@ class Engine:
     # -- helpers --------------------------------------------------------------------------------
     @contextmanager
     def _workspace(self) -> Iterator[Workspace]:
-        item = self._pool.get(timeout=30.0)
+        try:
+            item = self._pool.get(timeout=self.queue_timeout_s)
+        except queue.Empty:
+            raise Overloaded(
+                f"all {self._pool.maxsize} search workspaces stayed busy for {self.queue_timeout_s:g} s"
+            ) from None
         try:
             ws = item.get() if isinstance(item, _LazyWorkspace) else item
         except BaseException:
