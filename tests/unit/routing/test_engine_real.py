@@ -153,8 +153,8 @@ def test_busy_workspaces_answer_overloaded_not_a_hang(graph_dir: Callable[[str, 
 
     engine = RoutingEngine.open(graph_dir("andorra", "car"), workers=1, queue_timeout_s=0.2)
     points = [LatLng(42.5063, 1.5211), LatLng(42.5116, 1.5394)]
-    with engine.engine._workspace():  # the only workspace is taken by another query
-        with pytest.raises(Overloaded) as info:
-            engine.table(points)
+    # the only workspace is taken by another query
+    with engine.engine._workspace(), pytest.raises(Overloaded) as info:
+        engine.table(points)
     assert (info.value.code, info.value.status) == ("Overloaded", 429)
     assert engine.table(points).durations_s.shape == (2, 2)  # free again: served
