@@ -238,14 +238,15 @@ def dir_size_mib(paths: Sequence[Path]) -> float:
 class KeepAliveClient:
     """Minimal keep-alive HTTP/1.1 GET client (http.client): lowest client overhead per request."""
 
-    def __init__(self, port: int, timeout_s: float = 600.0) -> None:
+    def __init__(self, port: int, timeout_s: float = 600.0, headers: dict[str, str] | None = None) -> None:
         self.port = port
         self.timeout_s = timeout_s
+        self.headers = headers or {}
         self.conn = http.client.HTTPConnection(HOST, port, timeout=timeout_s)
 
     def _once(self, path: str) -> tuple[int, bytes, float]:
         t0 = time.perf_counter()
-        self.conn.request("GET", path)
+        self.conn.request("GET", path, headers=self.headers)
         resp = self.conn.getresponse()
         body = resp.read()
         return resp.status, body, time.perf_counter() - t0
@@ -736,14 +737,18 @@ def hexcity_build(cli: Path, pbf: Path, out_dir: Path) -> dict[str, Any]:
 def run_hexcity_http(args: argparse.Namespace, pts: Points, cli: Path, graph_dir: Path) -> dict[str, Any]:
     res: dict[str, Any] = {}
     port = free_port()
-    env = dict(os.environ, HEXCITY_ROUTING_MAX_TABLE_SIZE="1000")
+    # hexcity authenticates every request: the benchmark pays for an API-key check like any client
+    from hexcity.infra.auth import generate_api_key
+
+    key, entry = generate_api_key("bench", {"routing:read"})
+    env = dict(os.environ, HEXCITY_ROUTING_MAX_TABLE_SIZE="1000", HEXCITY_AUTH_API_KEYS=entry)
     cmd = [str(cli), "serve", "--graph", str(graph_dir), "--host", HOST, "--port", str(port)]
     with running_server(
         "hexcity serve", cmd, port, "/health/ready", WORK_DIR / "hexcity" / "serve.log", env=env
     ) as (proc, ready_s):
         res["ready_s"] = ready_s
         res["rss_ready_mib"] = tree_rss_mib(proc.pid)
-        client = KeepAliveClient(port)
+        client = KeepAliveClient(port, headers={"X-API-Key": key})
         try:
             res["http"] = measure_http_server(client, pts, args, "hexcity")
         finally:

@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hexcity import __version__
 from hexcity.infra import get_logger
+from hexcity.infra.auth import ROUTING_ROUTE_SCOPES, AuthSettings, install_auth
 from hexcity.kernel import HexcityError
 from hexcity.routing import RoutingService, build_routes
 from hexcity.routing.http import json_response
@@ -16,8 +17,11 @@ from hexcity.routing.http import json_response
 log = get_logger(__name__)
 
 
-def create_app(service: RoutingService) -> FastAPI:
-    """The app; ``service`` may still be loading (readiness says when it is not)."""
+def create_app(service: RoutingService, auth: AuthSettings) -> FastAPI:
+    """The app; ``service`` may still be loading (readiness says when it is not).
+
+    Every request except the public paths (probes, docs) is authenticated (``docs/auth.md``).
+    """
     app = FastAPI(title="hexcity", version=__version__, docs_url="/docs", redoc_url=None)
     # the OSRM endpoints go first: they are the hot path, matched before docs and probes
     app.router.routes[:0] = build_routes(service)
@@ -56,4 +60,5 @@ def create_app(service: RoutingService) -> FastAPI:
         log.exception("unhandled_error", error=type(exc).__name__)
         return json_response({"code": "InternalError", "message": "internal error"}, 500)
 
+    install_auth(app, auth, route_scopes=ROUTING_ROUTE_SCOPES)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,9 +16,14 @@ from hexcity import __version__
 from hexcity.infra import configure_logging
 from hexcity.kernel import HexcityError
 
+if TYPE_CHECKING:
+    from hexcity.infra.auth import AuthSettings
+
 app = typer.Typer(help="hexcity: the backend of an on-demand super-app.", no_args_is_help=True)
 routing_app = typer.Typer(help="Road routing: build graph artefacts.", no_args_is_help=True)
 app.add_typer(routing_app, name="routing")
+auth_app = typer.Typer(help="Access: service API keys.", no_args_is_help=True)
+app.add_typer(auth_app, name="auth")
 console = Console(stderr=True, soft_wrap=True)
 
 STAGE_LABELS = {
@@ -143,6 +148,7 @@ def serve(
         console.print("[red]error[/red] give exactly one of --map PBF or --graph DIR")
         raise typer.Exit(code=2)
     settings = RoutingSettings()
+    auth = _auth_settings(host)
     if map_file is not None and not map_file.is_file():
         console.print(f"[red]error[/red] InvalidMapFile: map file {map_file} does not exist")
         raise typer.Exit(code=2)
@@ -156,7 +162,7 @@ def serve(
     )
     console.print("Map data © OpenStreetMap contributors (ODbL)")
     uvicorn.run(
-        create_app(service),
+        create_app(service, auth),
         host=host,
         port=port,
         log_level="warning",
@@ -165,6 +171,50 @@ def serve(
         loop="uvloop",
         timeout_graceful_shutdown=10,
     )
+
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def _auth_settings(host: str) -> AuthSettings:
+    """Auth from the environment; with nothing configured on loopback, a local demo key.
+
+    On any other address a server without keys refuses to start (exit 2).
+    """
+    from pydantic import ValidationError
+
+    from hexcity.infra.auth import AuthSettings, generate_api_key
+
+    try:
+        return AuthSettings()
+    except ValidationError as exc:
+        if host not in LOOPBACK_HOSTS:
+            console.print(f"[red]error[/red] AuthNotConfigured: {exc.errors()[0]['msg']}")
+            raise typer.Exit(code=2) from None
+    key, entry = generate_api_key("local-demo", {"routing:read"})
+    console.print(
+        "[yellow]auth: no keys configured; DEMO key for this process only (loopback):[/yellow]\n"
+        f"  export HEXCITY_KEY={key}\n"
+        '  curl -H "X-API-Key: $HEXCITY_KEY" ...'
+    )
+    return AuthSettings(demo_mode=True, api_keys=[entry])
+
+
+@auth_app.command("key")
+def auth_key(
+    key_id: Annotated[str, typer.Argument(help="a name for the key, [A-Za-z0-9-]")],
+    scope: Annotated[list[str] | None, typer.Option(help="scope to grant (repeatable)")] = None,
+) -> None:
+    """Make a service API key: prints the key (give it to the caller) and the settings entry."""
+    from hexcity.infra.auth import generate_api_key
+
+    try:
+        key, entry = generate_api_key(key_id, set(scope or ["routing:read"]))
+    except ValueError as exc:
+        console.print(f"[red]error[/red] InvalidValue: {exc}")
+        raise typer.Exit(code=2) from None
+    typer.echo(f"key:   {key}")
+    typer.echo(f"entry: {entry}    (add to HEXCITY_AUTH_API_KEYS on the server)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,14 +24,27 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def server(graph_dir: Callable[[str, str], Path]) -> Iterator[str]:
-    """Base URL of a live server with car, bike and foot for Andorra."""
+def api_key_entry() -> tuple[str, str]:
+    """A service API key for the e2e servers: (key for clients, entry for server settings)."""
+    from hexcity.infra.auth import generate_api_key
+
+    return generate_api_key("e2e", {"routing:read"})
+
+
+@pytest.fixture(scope="session")
+def api_key(api_key_entry: tuple[str, str]) -> str:
+    return api_key_entry[0]
+
+
+@pytest.fixture(scope="session")
+def server(graph_dir: Callable[[str, str], Path], api_key_entry: tuple[str, str]) -> Iterator[str]:
+    """Base URL of a live server with car, bike and foot for Andorra (auth by API key)."""
     port = _free_port()
     graphs = [graph_dir("andorra", p) for p in ("car", "bike", "foot")]
     cmd = [sys.executable, "-m", "hexcity.cli", "serve", "--port", str(port)]
     for g in graphs:
         cmd += ["--graph", str(g)]
-    env = {**os.environ, "HEXCITY_ROUTING_MAX_TABLE_SIZE": "100"}
+    env = {**os.environ, "HEXCITY_ROUTING_MAX_TABLE_SIZE": "100", "HEXCITY_AUTH_API_KEYS": api_key_entry[1]}
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -60,6 +73,6 @@ def server(graph_dir: Callable[[str, str], Path]) -> Iterator[str]:
 
 
 @pytest.fixture()
-def http(server: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server, timeout=30.0) as client:
+def http(server: str, api_key: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server, timeout=30.0, headers={"X-API-Key": api_key}) as client:
         yield client

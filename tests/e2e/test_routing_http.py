@@ -163,8 +163,25 @@ def test_a_huge_coordinate_list_is_refused_before_parsing(http: httpx.Client) ->
     assert response.json()["code"] == "TooBig"
 
 
-def test_routingpy_osrm_client_gets_routes_and_matrices(server: str) -> None:
-    client = OSRM(base_url=server, timeout=30)
+def test_every_routing_endpoint_needs_a_key(server: str, api_key: str) -> None:
+    for path in (
+        "/route/v1/car/1.5211,42.5063;1.5394,42.5116",
+        "/table/v1/car/1.5211,42.5063;1.5394,42.5116",
+        "/nearest/v1/car/1.5211,42.5063",
+        "/isochrone/v1/car/1.5211,42.5063",
+    ):
+        for headers in ({}, {"X-API-Key": api_key[:-2] + "xx"}, {"Authorization": "Bearer not.a.jwt"}):
+            response = httpx.get(server + path, headers=headers, timeout=10)
+            assert response.status_code == 401, (path, headers)
+            assert response.json()["code"] == "Unauthenticated"
+            assert "WWW-Authenticate" in response.headers
+    assert httpx.get(server + "/health/ready", timeout=10).status_code == 200  # probes stay public
+    spec = httpx.get(server + "/openapi.json", timeout=10).json()
+    assert spec["paths"]["/route/v1/{profile}/{coordinates}"]["get"]["security"]
+
+
+def test_routingpy_osrm_client_gets_routes_and_matrices(server: str, api_key: str) -> None:
+    client = OSRM(base_url=server, timeout=30, headers={"X-API-Key": api_key})
     locations = [list(p) for p in POINTS[:3]]
     direction = client.directions(locations=locations, profile="driving")
     assert direction.duration > 0 and direction.distance > 1000

@@ -12,14 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hexcity.infra.auth import generate_api_key
 from tests.conftest import EXTRACTS
 from tests.e2e.conftest import _free_port
 
 pytestmark = pytest.mark.slow
+KEY, ENTRY = generate_api_key("e2e-map", {"routing:read"})
 
 
 def start(cache_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "HEXCITY_ROUTING_CACHE_DIR": str(cache_dir)}
+    env = {**os.environ, "HEXCITY_ROUTING_CACHE_DIR": str(cache_dir), "HEXCITY_AUTH_API_KEYS": ENTRY}
     cmd = [sys.executable, "-m", "hexcity.cli", "serve", "--map", str(EXTRACTS["andorra"])]
     cmd += ["--profile", "car", "--port", str(port)]
     log = (cache_dir.parent / f"serve-{port}.log").open("wb")
@@ -42,7 +44,9 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.
             return seen
         assert response.json()["profiles"]["car"]["state"] == "loading"
         # while loading, queries get NotReady, not a crash
-        early = httpx.get(f"{base}/route/v1/car/1.5211,42.5063;1.5394,42.5116", timeout=5.0)
+        early = httpx.get(
+            f"{base}/route/v1/car/1.5211,42.5063;1.5394,42.5116", timeout=5.0, headers={"X-API-Key": KEY}
+        )
         assert (early.status_code, early.json()["code"]) in {(503, "NotReady"), (200, "Ok")}
         time.sleep(0.05)
     pytest.fail("not ready in time")
@@ -62,7 +66,10 @@ def test_serve_map_builds_then_reuses_the_cached_artefact(tmp_path: Path) -> Non
         try:
             seen = wait_ready(f"http://127.0.0.1:{port}", proc)
             assert seen[-1] == 200 and all(s == 503 for s in seen[:-1])
-            body = httpx.get(f"http://127.0.0.1:{port}/route/v1/driving/1.5211,42.5063;1.5394,42.5116").json()
+            body = httpx.get(
+                f"http://127.0.0.1:{port}/route/v1/driving/1.5211,42.5063;1.5394,42.5116",
+                headers={"X-API-Key": KEY},
+            ).json()
             assert body["code"] == "Ok"
         finally:
             stop(proc)

@@ -71,3 +71,26 @@ def test_serve_needs_exactly_one_source() -> None:
     result = runner.invoke(app, ["serve"])
     assert result.exit_code == 2
     assert "exactly one of --map PBF or --graph DIR" in result.output
+
+
+def test_auth_key_prints_a_key_and_its_settings_entry() -> None:
+    from hexcity.infra.auth import ApiKeyStore
+
+    result = runner.invoke(app, ["auth", "key", "dispatch", "--scope", "routing:read"])
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(":", 1) for line in result.output.splitlines() if line)
+    key, entry = lines["key"].strip(), lines["entry"].split()[0]
+    assert key.startswith("hx_dispatch_")
+    principal = ApiKeyStore.from_entries([entry]).verify(key)
+    assert principal.scopes == frozenset({"routing:read"})
+    bad = runner.invoke(app, ["auth", "key", "dispatch", "--scope", "root"])
+    assert bad.exit_code == 2
+    assert "unknown scopes" in bad.output
+
+
+def test_serve_without_keys_refuses_a_public_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HEXCITY_AUTH_API_KEYS", "HEXCITY_AUTH_JWT_SECRET", "HEXCITY_AUTH_DEMO_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    result = runner.invoke(app, ["serve", "--graph", "/nonexistent", "--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "AuthNotConfigured" in result.output
