@@ -173,12 +173,12 @@ def test_profile_under_load_and_the_concurrent_one_is_409(
     results: dict[str, httpx.Response] = {}
 
     def first() -> None:
-        results["first"] = httpx.get(f"{admin}/debug/profile?seconds=1", headers=AUTH, timeout=30)
+        results["first"] = httpx.get(f"{admin}/debug/profile?seconds=3", headers=AUTH, timeout=30)
 
     profiler = threading.Thread(target=first)
     profiler.start()
     try:
-        time.sleep(0.4)
+        time.sleep(1.0)  # well inside the first profile's 3 s window
         second = httpx.get(f"{admin}/debug/profile?seconds=1", headers=AUTH, timeout=30)
         profiler.join(timeout=30)
     finally:
