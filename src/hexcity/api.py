@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hexcity import __version__
 from hexcity.infra import get_logger
+from hexcity.infra.admin import install_observability
 from hexcity.infra.auth import ROUTING_ROUTE_SCOPES, AuthSettings, install_auth
 from hexcity.kernel import HexcityError
 from hexcity.routing import RoutingService, build_routes
@@ -61,4 +62,5 @@ def create_app(service: RoutingService, auth: AuthSettings) -> FastAPI:
         return json_response({"code": "InternalError", "message": "internal error"}, 500)
 
     install_auth(app, auth, route_scopes=ROUTING_ROUTE_SCOPES)
+    install_observability(app)  # outermost: request ids and metrics cover rejected requests too
     return app

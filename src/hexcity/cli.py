@@ -17,6 +17,7 @@ from hexcity.infra import configure_logging
 from hexcity.kernel import HexcityError
 
 if TYPE_CHECKING:
+    from hexcity.infra.admin import AdminSettings
     from hexcity.infra.auth import AuthSettings
 
 app = typer.Typer(help="hexcity: the backend of an on-demand super-app.", no_args_is_help=True)
@@ -138,10 +139,13 @@ def serve(
     port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 5000,
 ) -> None:
     """Serve the OSRM-compatible routing API (readiness turns true once graphs are loaded)."""
+    import asyncio
+
     import uvicorn
 
     from hexcity.api import create_app
     from hexcity.bootstrap import limits_from, start_loading
+    from hexcity.infra.admin import run_with_admin
     from hexcity.routing import RoutingService, RoutingSettings
 
     if (map_file is None) == (not graph):
@@ -149,6 +153,7 @@ def serve(
         raise typer.Exit(code=2)
     settings = RoutingSettings()
     auth = _auth_settings(host)
+    admin = _admin_settings()
     if map_file is not None and not map_file.is_file():
         console.print(f"[red]error[/red] InvalidMapFile: map file {map_file} does not exist")
         raise typer.Exit(code=2)
@@ -161,7 +166,7 @@ def serve(
         f"hexcity {__version__} serving on http://{host}:{port} (profiles: {', '.join(service.profiles())})"
     )
     console.print("Map data © OpenStreetMap contributors (ODbL)")
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(service, auth),
         host=host,
         port=port,
@@ -171,6 +176,9 @@ def serve(
         loop="uvloop",
         timeout_graceful_shutdown=10,
     )
+    # the admin/diagnostics server (off unless HEXCITY_ADMIN_ENABLED) runs on the same loop
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(run_with_admin(config, admin))
 
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -198,6 +206,18 @@ def _auth_settings(host: str) -> AuthSettings:
         '  curl -H "X-API-Key: $HEXCITY_KEY" ...'
     )
     return AuthSettings(demo_mode=True, api_keys=[entry])
+
+
+def _admin_settings() -> AdminSettings:
+    from pydantic import ValidationError
+
+    from hexcity.infra.admin import AdminSettings
+
+    try:
+        return AdminSettings()
+    except ValidationError as exc:
+        console.print(f"[red]error[/red] InvalidAdminSettings: {exc.errors()[0]['msg']}")
+        raise typer.Exit(code=2) from None
 
 
 @auth_app.command("key")

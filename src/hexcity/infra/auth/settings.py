@@ -14,7 +14,15 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 JwtAlgorithm = Literal["HS256", "RS256", "EdDSA"]
 MIN_HS256_SECRET_BYTES = 32
-DEFAULT_PUBLIC_PATHS = ["/health/live", "/health/ready", "/docs", "/docs/oauth2-redirect", "/openapi.json"]
+# /metrics is public by default so Prometheus can scrape it; it carries no request data
+DEFAULT_PUBLIC_PATHS = [
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/openapi.json",
+]
 
 
 def _split_list(value: object) -> object:
