@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -10,20 +13,33 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hexcity import __version__
 from hexcity.infra import get_logger
 from hexcity.infra.admin import install_observability
-from hexcity.infra.auth import ROUTING_ROUTE_SCOPES, AuthSettings, install_auth
+from hexcity.infra.auth import ROUTING_ROUTE_SCOPES, WEBHOOKS_WRITE, AuthSettings, install_auth, require
+from hexcity.infra.webhooks import build_webhook_router, readiness_hook
 from hexcity.kernel import HexcityError
+from hexcity.platform import Platform
 from hexcity.routing import RoutingService, build_routes
 from hexcity.routing.http import json_response
 
 log = get_logger(__name__)
 
 
-def create_app(service: RoutingService, auth: AuthSettings) -> FastAPI:
+def create_app(service: RoutingService, auth: AuthSettings, platform: Platform | None = None) -> FastAPI:
     """The app; ``service`` may still be loading (readiness says when it is not).
 
     Every request except the public paths (probes, docs) is authenticated (``docs/auth.md``).
+    With a ``platform``, its lifespan runs the webhook pool and bus, and ``POST /webhooks/{source}``
+    takes events (scope ``webhooks:write``).
     """
-    app = FastAPI(title="hexcity", version=__version__, docs_url="/docs", redoc_url=None)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if platform is None:
+            yield
+            return
+        async with platform:
+            yield
+
+    app = FastAPI(title="hexcity", version=__version__, docs_url="/docs", redoc_url=None, lifespan=lifespan)
     # the OSRM endpoints go first: they are the hot path, matched before docs and probes
     app.router.routes[:0] = build_routes(service)
 
@@ -31,10 +47,20 @@ def create_app(service: RoutingService, auth: AuthSettings) -> FastAPI:
     async def live() -> Response:
         return json_response({"status": "ok"})
 
+    pool_ready = readiness_hook(platform.webhook_pool) if platform else (lambda: True)
+
     @app.get("/health/ready")
     async def ready() -> Response:
         status = service.status()
-        return json_response(status, 200 if service.ready else 503)
+        status["webhooks_accepting"] = pool_ready()
+        ok = service.ready and pool_ready()
+        return json_response(status, 200 if ok else 503)
+
+    if platform is not None:
+        app.include_router(
+            build_webhook_router(platform.webhook_pool, platform.idempotency),
+            dependencies=[Depends(require(WEBHOOKS_WRITE))],
+        )
 
     @app.exception_handler(HexcityError)
     async def hexcity_error(_: Request, exc: HexcityError) -> Response:

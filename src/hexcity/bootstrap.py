@@ -7,7 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hexcity.infra import get_logger
+from hexcity.infra.bus import EventBus
 from hexcity.kernel import HexcityError, LatLng
+from hexcity.platform import Platform, PlatformSettings, default_idempotency
 from hexcity.routing import (
     Limits,
     RoutingEngine,
@@ -161,3 +163,26 @@ def start_loading(
     thread = threading.Thread(target=run, name="graph-loader", daemon=True)
     thread.start()
     return thread
+
+
+def build_platform(settings: PlatformSettings | None = None) -> Platform:
+    """The shared runtime: the bus chosen by ``HEXCITY_BUS_URL`` (in-process by default)."""
+    settings = settings or PlatformSettings()
+    return Platform(
+        bus=build_bus(settings.bus_url), idempotency=default_idempotency(settings), settings=settings
+    )
+
+
+def build_bus(url: str) -> EventBus:
+    """``memory://`` (embedded), ``nats://...`` (JetStream) or ``redis://...`` (Streams)."""
+    if url.startswith("nats://"):
+        from hexcity.infra.bus.nats_jetstream import NatsJetStreamBus
+
+        return NatsJetStreamBus(url)
+    if url.startswith("redis://"):
+        from hexcity.infra.bus.redis_streams import RedisStreamsBus
+
+        return RedisStreamsBus.from_url(url)
+    from hexcity.infra.bus.memory import InProcessBus
+
+    return InProcessBus()

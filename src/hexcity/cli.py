@@ -144,7 +144,7 @@ def serve(
     import uvicorn
 
     from hexcity.api import create_app
-    from hexcity.bootstrap import limits_from, start_loading
+    from hexcity.bootstrap import build_platform, limits_from, start_loading
     from hexcity.infra.admin import run_with_admin
     from hexcity.routing import RoutingService, RoutingSettings
 
@@ -167,7 +167,7 @@ def serve(
     )
     console.print("Map data © OpenStreetMap contributors (ODbL)")
     config = uvicorn.Config(
-        create_app(service, auth),
+        create_app(service, auth, build_platform()),
         host=host,
         port=port,
         log_level="warning",

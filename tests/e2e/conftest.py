@@ -28,7 +28,15 @@ def api_key_entry() -> tuple[str, str]:
     """A service API key for the e2e servers: (key for clients, entry for server settings)."""
     from hexcity.infra.auth import generate_api_key
 
-    return generate_api_key("e2e", {"routing:read"})
+    return generate_api_key("e2e", {"routing:read", "webhooks:write"})
+
+
+@pytest.fixture(scope="session")
+def routing_only_key_entry() -> tuple[str, str]:
+    """A key that may route but not post webhooks (for 403 checks)."""
+    from hexcity.infra.auth import generate_api_key
+
+    return generate_api_key("e2e-routing", {"routing:read"})
 
 
 @pytest.fixture(scope="session")
@@ -37,24 +45,31 @@ def api_key(api_key_entry: tuple[str, str]) -> str:
 
 
 @pytest.fixture(scope="session")
-def server(graph_dir: Callable[[str, str], Path], api_key_entry: tuple[str, str]) -> Iterator[str]:
+def server(
+    graph_dir: Callable[[str, str], Path],
+    api_key_entry: tuple[str, str],
+    routing_only_key_entry: tuple[str, str],
+) -> Iterator[str]:
     """Base URL of a live server with car, bike and foot for Andorra (auth by API key)."""
     port = _free_port()
     graphs = [graph_dir("andorra", p) for p in ("car", "bike", "foot")]
     cmd = [sys.executable, "-m", "hexcity.cli", "serve", "--port", str(port)]
     for g in graphs:
         cmd += ["--graph", str(g)]
-    env = {**os.environ, "HEXCITY_ROUTING_MAX_TABLE_SIZE": "100", "HEXCITY_AUTH_API_KEYS": api_key_entry[1]}
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    env = {
+        **os.environ,
+        "HEXCITY_ROUTING_MAX_TABLE_SIZE": "100",
+        "HEXCITY_AUTH_API_KEYS": f"{api_key_entry[1]},{routing_only_key_entry[1]}",
+    }
+    log_path = graphs[0].parent / f"serve-{port}.log"
+    log_file = log_path.open("wb")  # a file, not a pipe: an unread pipe would block the server
+    proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                pytest.fail(f"server exited early: {out}")
+                pytest.fail(f"server exited early: {log_path.read_text()[-2000:]}")
             try:
                 if httpx.get(f"{base}/health/ready", timeout=1.0).status_code == 200:
                     break

@@ -20,17 +20,19 @@ class Role(StrEnum):
 
 
 ROUTING_READ = "routing:read"
+WEBHOOKS_WRITE = "webhooks:write"
 
 # The one place that says what each role may ever do. A token's scopes are cut down to its role's
 # row, so a token cannot grant more than its role; an API key's scopes must come from ALL_SCOPES.
 ROLE_SCOPES: dict[Role, frozenset[str]] = {
-    Role.SERVICE: frozenset({ROUTING_READ}),
+    Role.SERVICE: frozenset({ROUTING_READ, WEBHOOKS_WRITE}),
     Role.RIDER: frozenset({ROUTING_READ, "trips:read", "trips:write", "orders:read", "orders:write"}),
     Role.DRIVER: frozenset({ROUTING_READ, "offers:read", "offers:write", "trips:read"}),
     Role.MERCHANT: frozenset({ROUTING_READ, "shops:read", "shops:write", "orders:read", "orders:write"}),
     Role.ADMIN: frozenset(
         {
             ROUTING_READ,
+            WEBHOOKS_WRITE,
             "trips:read",
             "trips:write",
             "orders:read",

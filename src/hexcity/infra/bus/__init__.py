@@ -1,5 +1,30 @@
-"""Event streaming: one EventBus port, adapters for in-process, NATS JetStream and Redis Streams."""
+"""Event streaming: one EventBus port, adapters for in-process, NATS JetStream and Redis Streams.
 
-from hexcity.infra.bus.port import Delivery, EventBus, Handler, RetryPolicy, Subscription
+The broker adapters (``nats_jetstream``, ``redis_streams``) are imported from their modules so
+that importing the port does not import the broker clients.
+"""
 
-__all__ = ["Delivery", "EventBus", "Handler", "RetryPolicy", "Subscription"]
+from hexcity.infra.bus.memory import BusFullError, InProcessBus
+from hexcity.infra.bus.port import (
+    BusClosedError,
+    Delivery,
+    EventBus,
+    Handler,
+    RetryPolicy,
+    Subscription,
+    dead_letter,
+    dlq_topic,
+)
+
+__all__ = [
+    "BusClosedError",
+    "BusFullError",
+    "Delivery",
+    "EventBus",
+    "Handler",
+    "InProcessBus",
+    "RetryPolicy",
+    "Subscription",
+    "dead_letter",
+    "dlq_topic",
+]

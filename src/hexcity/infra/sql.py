@@ -1,0 +1,89 @@
+"""SQL plumbing shared by infra: one ``metadata`` with every table, and ``make_engine``.
+
+Tables are created with ``metadata.create_all(engine)`` for now (tests, the embedded SQLite
+default); Alembic migrations generated from this metadata come later.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    create_engine,
+    make_url,
+)
+
+DEFAULT_DATABASE_URL = "sqlite:///var/hexcity.db"
+CONNECT_TIMEOUT_S = 5
+STATEMENT_TIMEOUT_MS = 30_000
+LOCK_TIMEOUT_MS = 5_000
+
+metadata = MetaData()
+
+_BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("topic", String(255), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("occurred_at_s", Float, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Index("ix_outbox_unsent", "sent_at", "id"),
+)
+
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("consumer", String(255), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("consumer", "event_id", name="pk_processed_events"),
+)
+
+
+def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
+    """An Engine with bounded pools and timeouts; SQLite file ``var/hexcity.db`` by default.
+
+    PostgreSQL (``postgresql+psycopg://...``): pool of 5 + 5 overflow, 5 s pool and connect
+    timeouts, pre-ping, 30 s statement timeout and 5 s lock timeout. SQLite: 5 s busy timeout;
+    the parent directory of a file database is created.
+    """
+    parsed = make_url(url or DEFAULT_DATABASE_URL)
+    kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT_S}
+    elif parsed.get_backend_name() == "postgresql":
+        kwargs.update(
+            pool_size=5,
+            max_overflow=5,
+            pool_timeout=CONNECT_TIMEOUT_S,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            connect_args={
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={LOCK_TIMEOUT_MS}",
+            },
+        )
+    return create_engine(parsed, **kwargs)

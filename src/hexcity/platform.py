@@ -1,0 +1,114 @@
+"""The shared runtime every module's HTTP surface uses: event bus and webhook intake.
+
+Built by ``bootstrap.build_platform`` (the composition root) and started by the app's lifespan.
+Webhook events are accepted into a bounded worker pool (backpressure: 429 when 80 % full), and
+each is published once to the bus on topic ``webhooks`` (key ``<source>:<idempotency key>``,
+header ``source``) with ``event_id`` derived from both, so a redelivery downstream dedupes on it.
+A consumer group ``webhook-log`` counts them until business modules subscribe their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hexcity.infra.bus import Delivery, EventBus, Subscription
+from hexcity.infra.concurrency import WorkerPool
+from hexcity.infra.webhooks import IdempotencyStore, InMemoryIdempotencyStore, WebhookEvent
+from hexcity.kernel.events import Event
+
+WEBHOOK_TOPIC = "webhooks"
+
+
+class PlatformSettings(BaseSettings):
+    """The bus and the webhook intake (environment prefix ``HEXCITY_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="HEXCITY_", extra="ignore")
+
+    bus_url: str = Field(
+        default="memory://",
+        pattern=r"^(memory://|nats://.+|redis://.+)$",
+        description="memory:// (embedded), nats://host:4222 (JetStream) or redis://host:6379/0 (Streams)",
+    )
+    webhook_workers: int = Field(default=50, ge=1, le=10_000)
+    webhook_queue_size: int = Field(default=1000, ge=1, le=1_000_000)
+    webhook_idempotency_entries: int = Field(default=1_000_000, ge=1)
+    webhook_idempotency_ttl_s: float = Field(default=86_400.0, gt=0)
+
+
+def webhook_event(item: WebhookEvent) -> Event:
+    """The bus event for an accepted webhook: stable id from (source, idempotency key)."""
+    event_id = hashlib.sha256(f"{item.source}\x00{item.key}".encode()).hexdigest()[:32]
+    return Event(
+        topic=WEBHOOK_TOPIC,
+        key=f"{item.source}:{item.key}",
+        headers={"source": item.source},
+        payload=item.payload,
+        event_id=event_id,
+        occurred_at_s=item.received_at_s,
+    )
+
+
+@dataclass
+class Platform:
+    """Bus, webhook pool and idempotency store; ``async with`` runs the pool and a log consumer."""
+
+    bus: EventBus
+    idempotency: IdempotencyStore
+    settings: PlatformSettings = field(default_factory=PlatformSettings)
+    registry: CollectorRegistry = REGISTRY
+    webhook_pool: WorkerPool[WebhookEvent] = field(init=False)
+    _stack: AsyncExitStack = field(init=False)
+    _subscriptions: list[Subscription] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.webhook_pool = WorkerPool(
+            "webhooks",
+            self.settings.webhook_workers,
+            self.settings.webhook_queue_size,
+            self._publish,
+            registry=self.registry,
+        )
+        self._consumed = _consumed_counter(self.registry)
+
+    async def _publish(self, item: WebhookEvent) -> None:
+        await self.bus.publish(webhook_event(item))
+
+    async def _log_consumer(self, delivery: Delivery) -> None:
+        del delivery  # counted only: sources are caller-chosen, so no per-source label (cardinality)
+        self._consumed.inc()
+
+    async def __aenter__(self) -> Platform:
+        self._stack = AsyncExitStack()
+        await self._stack.enter_async_context(self.webhook_pool)
+        self._subscriptions.append(await self.bus.subscribe(WEBHOOK_TOPIC, "webhook-log", self._log_consumer))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()  # drains the pool: accepted events are published first
+        for sub in self._subscriptions:
+            await sub.stop()
+        await self.bus.close()
+
+
+_COUNTERS: dict[int, Counter] = {}
+
+
+def _consumed_counter(registry: CollectorRegistry) -> Counter:
+    key = id(registry)
+    if key not in _COUNTERS:
+        _COUNTERS[key] = Counter(
+            "webhook_events_consumed", "webhook events consumed from the bus", registry=registry
+        )
+    return _COUNTERS[key]
+
+
+def default_idempotency(settings: PlatformSettings) -> IdempotencyStore:
+    return InMemoryIdempotencyStore(
+        max_entries=settings.webhook_idempotency_entries, ttl_s=settings.webhook_idempotency_ttl_s
+    )
