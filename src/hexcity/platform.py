@@ -13,7 +13,7 @@ import hashlib
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,6 +23,7 @@ from hexcity.infra.webhooks import IdempotencyStore, InMemoryIdempotencyStore, W
 from hexcity.kernel.events import Event
 
 WEBHOOK_TOPIC = "webhooks"
+LOG_GROUP = "webhook-log"
 
 
 class PlatformSettings(BaseSettings):
@@ -75,6 +76,11 @@ class Platform:
             registry=self.registry,
         )
         self._consumed = _consumed_counter(self.registry)
+        lag = getattr(self.bus, "lag", None)  # the in-process bus knows its lag synchronously
+        if callable(lag):
+            _lag_gauge(self.registry).labels(topic=WEBHOOK_TOPIC, group=LOG_GROUP).set_function(
+                lambda: float(lag(WEBHOOK_TOPIC, LOG_GROUP))
+            )
 
     async def _publish(self, item: WebhookEvent) -> None:
         await self.bus.publish(webhook_event(item))
@@ -86,7 +92,7 @@ class Platform:
     async def __aenter__(self) -> Platform:
         self._stack = AsyncExitStack()
         await self._stack.enter_async_context(self.webhook_pool)
-        self._subscriptions.append(await self.bus.subscribe(WEBHOOK_TOPIC, "webhook-log", self._log_consumer))
+        self._subscriptions.append(await self.bus.subscribe(WEBHOOK_TOPIC, LOG_GROUP, self._log_consumer))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -97,6 +103,19 @@ class Platform:
 
 
 _COUNTERS: dict[int, Counter] = {}
+_GAUGES: dict[int, Gauge] = {}
+
+
+def _lag_gauge(registry: CollectorRegistry) -> Gauge:
+    key = id(registry)
+    if key not in _GAUGES:
+        _GAUGES[key] = Gauge(
+            "bus_consumer_lag",
+            "events published but not yet acked by the group",
+            ["topic", "group"],
+            registry=registry,
+        )
+    return _GAUGES[key]
 
 
 def _consumed_counter(registry: CollectorRegistry) -> Counter:

@@ -29,6 +29,9 @@ def test_webhook_is_accepted_once_and_consumed(server: str, api_key: str) -> Non
         time.sleep(0.05)
     time.sleep(0.2)  # a duplicate would have been consumed by now too
     assert consumed(server) == before + 1
+    metrics = httpx.get(f"{server}/metrics", timeout=10).text
+    assert 'bus_consumer_lag{group="webhook-log",topic="webhooks"} 0.0' in metrics
+    assert 'jobs_submitted_total{pool="webhooks"}' in metrics
 
 
 def test_webhooks_need_the_write_scope(server: str, routing_only_key_entry: tuple[str, str]) -> None:
