@@ -32,6 +32,9 @@ def test_webhook_is_accepted_once_and_consumed(server: str, api_key: str) -> Non
     metrics = httpx.get(f"{server}/metrics", timeout=10).text
     assert 'bus_consumer_lag{group="webhook-log",topic="webhooks"} 0.0' in metrics
     assert 'jobs_submitted_total{pool="webhooks"}' in metrics
+    assert 'queue_saturation{pool="webhooks"} 0.0' in metrics
+    spec = httpx.get(f"{server}/openapi.json", timeout=10).json()
+    assert spec["paths"]["/webhooks/{source}"]["post"]["security"]
 
 
 def test_webhooks_need_the_write_scope(server: str, routing_only_key_entry: tuple[str, str]) -> None:

@@ -29,6 +29,7 @@ class PoolMetricFamilies:
     dropped: Counter
     failed: Counter
     queue_depth: Gauge
+    saturation: Gauge
     in_flight: Gauge
     duration_s: Histogram
 
@@ -57,6 +58,9 @@ def pool_metric_families(registry: CollectorRegistry | None = None) -> PoolMetri
                     "jobs_failed", "Jobs whose handler raised; the worker carried on.", ["pool"], registry=reg
                 ),
                 queue_depth=Gauge("queue_depth", "Jobs waiting in the pool queue.", ["pool"], registry=reg),
+                saturation=Gauge(
+                    "queue_saturation", "Queue depth / capacity (0..1); 429 from 0.8.", ["pool"], registry=reg
+                ),
                 in_flight=Gauge("jobs_in_flight", "Jobs being handled right now.", ["pool"], registry=reg),
                 duration_s=Histogram(
                     "job_duration_seconds",

@@ -108,6 +108,7 @@ class WorkerPool(Generic[T]):
         # collectable, and the newest pool of a given name owns the series
         ref = weakref.ref(self)
         fams.queue_depth.labels(pool=name).set_function(lambda: _read(ref, "depth"))
+        fams.saturation.labels(pool=name).set_function(lambda: _read(ref, "saturation"))
         fams.in_flight.labels(pool=name).set_function(lambda: _read(ref, "in_flight"))
         self._m_duration = fams.duration_s.labels(pool=name)
 
