@@ -17,7 +17,9 @@ from tests.integration.bus.conftest import (
     ACK_WAIT_S,
     CLAIM_IDLE_S,
     FAST_RETRY,
+    NATS_URL,
     REDIS_URL,
+    _reachable,
     drop_topics,
     new_topic,
     open_bus,
@@ -245,5 +247,88 @@ def test_redis_entry_redelivered_after_claim_idle_keeps_key_order() -> None:
             await wait_until(lambda: len(order) == 5, 15)
             assert order == [0, 1, 2, 3, 4]
             assert REDIS_URL
+
+    asyncio.run(scenario())
+
+
+NATS_START = [
+    "start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/nats-server", "--",
+    "-a", "127.0.0.1", "-p", "4222", "-js", "-sd", "/var/lib/nats-server", "-l", "/var/log/nats-server.log",
+]  # fmt: skip
+
+
+def _restart_nats() -> None:
+    """Stop the local nats-server and start it again with the machine's own command (file storage)."""
+    import shutil
+    import subprocess
+    import time
+
+    if shutil.which("start-stop-daemon") is None or not Path("/usr/sbin/nats-server").exists():
+        pytest.skip("needs the machine's nats-server and start-stop-daemon to restart the broker")
+    subprocess.run(["pkill", "-TERM", "-x", "nats-server"], check=False, timeout=10)
+    deadline = time.monotonic() + 15
+    while subprocess.run(["pgrep", "-x", "nats-server"], check=False).returncode == 0:
+        if time.monotonic() > deadline:
+            subprocess.run(["pkill", "-KILL", "-x", "nats-server"], check=False, timeout=10)
+        time.sleep(0.1)
+    subprocess.run(NATS_START, check=True, timeout=10)
+    deadline = time.monotonic() + 30
+    while not _reachable(4222)[0]:
+        if time.monotonic() > deadline:
+            raise AssertionError("nats-server did not come back")
+        time.sleep(0.1)
+
+
+def test_nats_server_restarted_mid_stream_loses_nothing_and_applies_once(sqlite_engine: object) -> None:
+    """The real broker process is stopped and started while events flow (JetStream file storage)."""
+    require("nats")
+    engine = sqlite_engine
+    topic = new_topic()
+    run_id = uuid.uuid4().hex[:8]
+    total = 60
+
+    async def scenario() -> None:
+        bus = NatsJetStreamBus(
+            NATS_URL, stream_prefix=f"hxt{run_id}", partitions=4, ack_wait_s=ACK_WAIT_S, fetch_timeout_s=0.5,
+            request_timeout_s=3.0, stop_timeout_s=5.0, max_msgs_per_stream=10_000, max_age_s=600.0,
+        )  # fmt: skip
+
+        async def apply(d: Delivery, session: Session) -> None:
+            await asyncio.sleep(0.002)
+            session.execute(insert(effects).values(event_id=d.event.event_id))
+
+        def applied() -> int:
+            with engine.connect() as conn:  # type: ignore[attr-defined]
+                return int(conn.execute(select(func.count(func.distinct(effects.c.event_id)))).scalar() or 0)
+
+        async def publish(e: Event) -> None:
+            for _ in range(100):  # a publish during the restart is retried with the same event_id
+                try:
+                    await asyncio.wait_for(bus.publish(e), 5)
+                    return
+                except Exception:
+                    await asyncio.sleep(0.2)
+            raise AssertionError("publish never recovered")
+
+        try:
+            await bus.subscribe(topic, "g", idempotent(apply, engine, "restart"), policy=FAST_RETRY)  # type: ignore[arg-type]
+            events = [Event(topic=topic, key=f"k{i % 6}", payload={"i": i}) for i in range(total)]
+            for e in events[: total // 2]:
+                await publish(e)
+            await asyncio.to_thread(_restart_nats)
+            for e in events[total // 2 :]:
+                await publish(e)
+            await wait_until(lambda: applied() == total, 90)
+            await asyncio.sleep(ACK_WAIT_S + 0.5)  # late redeliveries, if any, arrive now
+            with engine.connect() as conn:  # type: ignore[attr-defined]
+                rows = conn.execute(
+                    select(effects.c.event_id, func.count()).group_by(effects.c.event_id)
+                ).all()
+            per_event = dict(rows)  # type: ignore[arg-type]
+            assert set(per_event) == {e.event_id for e in events}, "lost events"
+            assert max(per_event.values()) == 1, "an effect was applied twice"
+        finally:
+            await asyncio.wait_for(bus.close(), 30)
+            await drop_topics("nats", run_id, [topic, topic + ".dlq"])
 
     asyncio.run(scenario())
