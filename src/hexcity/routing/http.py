@@ -7,6 +7,7 @@ Thin: parse the URL → call RoutingService → shape OSRM's JSON. Every error i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -96,12 +97,13 @@ def build_routes(service: RoutingService) -> list[HttpRoute]:
         params = _params(request, ROUTE_OPTIONS)
         points = parse_coordinates(coordinates)
         radiuses = _radiuses(params, len(points))
-        want_geometry = params.get("overview", "simplified") != "false" or _bool(params, "steps", False)
+        options = route_options(params)  # every option is checked before the search runs
+        geometry = options.wants_geometry
         if len(points) <= INLINE_ROUTE_POINTS:
-            result = engine.route(points, radiuses, geometry=want_geometry)
+            result = engine.route(points, radiuses, geometry=geometry)
         else:
-            result = await run_in_threadpool(lambda: engine.route(points, radiuses, geometry=want_geometry))
-        return json_response(route_body(result, params, engine))
+            result = await run_in_threadpool(lambda: engine.route(points, radiuses, geometry=geometry))
+        return json_response(route_body(result, options, engine))
 
     async def table(request: Request) -> Response:
         profile, coordinates = request.path_params["profile"], request.path_params["coordinates"]
@@ -321,7 +323,21 @@ def waypoints(snaps: list[Snap], engine: RoutingEngine) -> list[dict[str, Any]]:
     ]
 
 
-def route_body(route: Route, params: dict[str, str], engine: RoutingEngine) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class RouteOptions:
+    """The route options that shape the answer, validated before any search runs."""
+
+    geometries: str
+    overview: str
+    steps: bool
+
+    @property
+    def wants_geometry(self) -> bool:
+        return self.overview != "false" or self.steps
+
+
+def route_options(params: dict[str, str]) -> RouteOptions:
+    """Validate OSRM's route options; raises InvalidValue."""
     geometries = params.get("geometries", "polyline")
     overview = params.get("overview", "simplified")
     if geometries not in ("polyline", "polyline6", "geojson"):
@@ -331,8 +347,13 @@ def route_body(route: Route, params: dict[str, str], engine: RoutingEngine) -> d
     alternatives = params.get("alternatives", "false")
     if alternatives not in ("true", "false") and not alternatives.isdigit():
         raise InvalidValue("alternatives must be true, false or a number")
-    steps = _bool(params, "steps", False)
     _bool(params, "continue_straight", True)
+    return RouteOptions(geometries, overview, _bool(params, "steps", False))
+
+
+def route_body(route: Route, options: RouteOptions, engine: RoutingEngine) -> dict[str, Any]:
+    """OSRM's route response."""
+    geometries, overview, steps = options.geometries, options.overview, options.steps
     body_route: dict[str, Any] = {
         "legs": [
             {
