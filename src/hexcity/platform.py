@@ -4,7 +4,8 @@ Built by ``bootstrap.build_platform`` (the composition root) and started by the 
 Webhook events are accepted into a bounded worker pool (backpressure: 429 when 80 % full), and
 each is published once to the bus on topic ``webhooks`` (key ``<source>:<idempotency key>``,
 header ``source``) with ``event_id`` derived from both, so a redelivery downstream dedupes on it.
-A consumer group ``webhook-log`` counts them until business modules subscribe their own.
+A consumer group ``webhook-log`` counts them until business modules subscribe their own; its lag
+is exported as ``bus_consumer_lag{topic="webhooks",group="webhook-log"}`` by a :class:`LagMonitor`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import hashlib
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hexcity.infra.bus import Delivery, EventBus, Subscription
+from hexcity.infra.bus.lag import LagMonitor, LagSource
 from hexcity.infra.concurrency import WorkerPool
 from hexcity.infra.webhooks import IdempotencyStore, InMemoryIdempotencyStore, WebhookEvent
 from hexcity.kernel.events import Event
@@ -66,6 +68,7 @@ class Platform:
     webhook_pool: WorkerPool[WebhookEvent] = field(init=False)
     _stack: AsyncExitStack = field(init=False)
     _subscriptions: list[Subscription] = field(init=False, default_factory=list)
+    _lag_monitor: LagMonitor | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.webhook_pool = WorkerPool(
@@ -76,11 +79,8 @@ class Platform:
             registry=self.registry,
         )
         self._consumed = _consumed_counter(self.registry)
-        lag = getattr(self.bus, "lag", None)  # the in-process bus knows its lag synchronously
-        if callable(lag):
-            _lag_gauge(self.registry).labels(topic=WEBHOOK_TOPIC, group=LOG_GROUP).set_function(
-                lambda: float(lag(WEBHOOK_TOPIC, LOG_GROUP))
-            )
+        if isinstance(self.bus, LagSource):  # every adapter; a test double may not be
+            self._lag_monitor = LagMonitor(self.bus, [(WEBHOOK_TOPIC, LOG_GROUP)], self.registry)
 
     async def _publish(self, item: WebhookEvent) -> None:
         await self.bus.publish(webhook_event(item))
@@ -93,29 +93,18 @@ class Platform:
         self._stack = AsyncExitStack()
         await self._stack.enter_async_context(self.webhook_pool)
         self._subscriptions.append(await self.bus.subscribe(WEBHOOK_TOPIC, LOG_GROUP, self._log_consumer))
+        if self._lag_monitor is not None:  # first refresh now; stopped first on exit (LIFO)
+            await self._stack.enter_async_context(self._lag_monitor)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()  # drains the pool: accepted events are published first
+        await self._stack.aclose()  # stops the lag monitor, drains the pool (events are published)
         for sub in self._subscriptions:
             await sub.stop()
         await self.bus.close()
 
 
 _COUNTERS: dict[int, Counter] = {}
-_GAUGES: dict[int, Gauge] = {}
-
-
-def _lag_gauge(registry: CollectorRegistry) -> Gauge:
-    key = id(registry)
-    if key not in _GAUGES:
-        _GAUGES[key] = Gauge(
-            "bus_consumer_lag",
-            "events published but not yet acked by the group",
-            ["topic", "group"],
-            registry=registry,
-        )
-    return _GAUGES[key]
 
 
 def _consumed_counter(registry: CollectorRegistry) -> Counter:

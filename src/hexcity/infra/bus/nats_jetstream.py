@@ -18,6 +18,9 @@ Mapping:
   ``num_delivered``. At ``max_attempts`` the event is published to ``<topic>.dlq`` and then acked.
 * A killed consumer never acks; the server redelivers after ``ack_wait_s``. A live handler sends
   ``in_progress`` every ``ack_wait_s / 3`` so long handlers are not redelivered under it.
+* ``lag(topic, group)``: per partition, the durable consumer's ``num_pending + num_ack_pending``
+  (not yet delivered + delivered, not acked); a partition without the group's consumer yet counts
+  every message the stream holds on that subject (the group would start at the oldest one).
 """
 
 from __future__ import annotations
@@ -275,6 +278,38 @@ class NatsJetStreamBus:
         sub = NatsSubscription(self, subs, handler, policy or RetryPolicy())
         self._subs.append(sub)
         return sub
+
+    async def lag(self, topic: str, group: str) -> int:
+        """Events of ``topic`` not yet acked by ``group``, summed over the partitions.
+
+        Per partition: the group's durable consumer's ``num_pending + num_ack_pending``; where the
+        group has no consumer yet, the stream's message count on that partition's subject (a new
+        group starts at the oldest retained message). 0 if the topic's stream does not exist.
+        Every request is bounded by ``request_timeout_s``.
+        """
+        js = await self._jetstream()
+        stream = self.stream_name(topic)
+        durable = _safe(group)
+        total = 0
+        missing: list[str] = []
+        for n in range(self.partitions):
+            try:
+                info = await js.consumer_info(stream, f"{durable}_p{n}", timeout=self.request_timeout_s)
+            except NotFoundError:  # no such consumer (or no stream: then the count below is 0)
+                missing.append(self.subject(topic, n))
+                continue
+            total += int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        if missing:
+            try:
+                sinfo = await asyncio.wait_for(
+                    js.stream_info(stream, subjects_filter=f"{self.stream_prefix}.{topic}.*"),
+                    self.request_timeout_s,
+                )
+            except NotFoundError:
+                return total
+            counts = sinfo.state.subjects or {}
+            total += sum(int(counts.get(subject, 0)) for subject in missing)
+        return total
 
     async def delete_topic(self, topic: str) -> None:
         """Delete the stream of ``topic`` with its consumers (tests, retention tooling)."""

@@ -21,6 +21,10 @@ Mapping:
   stops refreshing; once the entry has been idle for ``claim_idle_s`` any member takes it over
   with ``XAUTOCLAIM`` (delivery count + 1). That is how in-flight work of a dead consumer is
   redelivered.
+* ``lag(topic, group)``: per partition stream, the group's ``lag`` (``XINFO GROUPS``, Redis >= 7:
+  entries not yet delivered to the group) + ``pending`` (delivered, not acked); ``XLEN`` where the
+  group does not exist yet, and as an upper bound where Redis cannot compute ``lag`` (nil after
+  ``XDEL``/trimming past the group, or Redis < 7).
 """
 
 from __future__ import annotations
@@ -273,6 +277,34 @@ class RedisStreamsBus:
         sub = RedisSubscription(self, topic, group, handler, policy or RetryPolicy())
         self._subs.append(sub)
         return sub
+
+    async def lag(self, topic: str, group: str, *, timeout_s: float = 5.0) -> int:
+        """Events of ``topic`` not yet acked by ``group``, summed over the partition streams.
+
+        One pipelined round trip (``XINFO GROUPS`` + ``XLEN`` per partition), bounded by
+        ``timeout_s``. A missing stream counts 0; a missing group counts the stream's ``XLEN``.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for n in range(self.partitions):
+            key = self.stream_key(topic, n)
+            pipe.xinfo_groups(key)
+            pipe.xlen(key)
+        replies = await asyncio.wait_for(pipe.execute(raise_on_error=False), timeout_s)
+        wanted = {group, group.encode()}
+        total = 0
+        for groups, length in zip(replies[::2], replies[1::2], strict=True):
+            if isinstance(groups, ResponseError):  # "no such key": the partition stream is empty
+                continue
+            if isinstance(groups, Exception):
+                raise groups
+            if isinstance(length, Exception):
+                raise length
+            info = next((g for g in groups if g.get("name") in wanted), None)
+            if info is None or info.get("lag") is None:
+                total += int(length)
+            else:
+                total += int(info["lag"]) + int(info.get("pending") or 0)
+        return total
 
     async def delete_topic(self, topic: str) -> None:
         """Delete every partition stream of ``topic`` (tests, retention tooling)."""
