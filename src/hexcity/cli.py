@@ -25,6 +25,8 @@ routing_app = typer.Typer(help="Road routing: build graph artefacts.", no_args_i
 app.add_typer(routing_app, name="routing")
 auth_app = typer.Typer(help="Access: service API keys.", no_args_is_help=True)
 app.add_typer(auth_app, name="auth")
+db_app = typer.Typer(help="Database: schema migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 console = Console(stderr=True, soft_wrap=True)
 
 STAGE_LABELS = {
@@ -218,6 +220,26 @@ def _admin_settings() -> AdminSettings:
     except ValidationError as exc:
         console.print(f"[red]error[/red] InvalidAdminSettings: {exc.errors()[0]['msg']}")
         raise typer.Exit(code=2) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    url: Annotated[str, typer.Option(help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db")],
+    revision: Annotated[str, typer.Option(help="target revision")] = "head",
+) -> None:
+    """Migrate the SQL schema (outbox, processed_events) to REVISION; a no-op when already there."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from hexcity.infra.migrate import current, upgrade
+
+    try:
+        upgrade(url, revision)
+        at = current(url)
+    except (CommandError, SQLAlchemyError) as exc:
+        console.print(f"[red]error[/red] MigrationFailed: {exc}")
+        raise typer.Exit(code=2) from None
+    typer.echo(f"database at revision {at}")  # the URL is not echoed: it may hold a password
 
 
 @auth_app.command("key")

@@ -94,3 +94,14 @@ def test_serve_without_keys_refuses_a_public_address(monkeypatch: pytest.MonkeyP
     result = runner.invoke(app, ["serve", "--graph", "/nonexistent", "--host", "0.0.0.0"])
     assert result.exit_code == 2
     assert "AuthNotConfigured" in result.output
+
+
+def test_db_upgrade_migrates_sqlite_and_is_idempotent(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hexcity.db'}"
+    for _ in range(2):
+        result = runner.invoke(app, ["db", "upgrade", "--url", url])
+        assert result.exit_code == 0, result.output
+        assert result.output.strip().splitlines()[-1] == "database at revision 0001"
+    bad = runner.invoke(app, ["db", "upgrade", "--url", url, "--revision", "9999"])
+    assert bad.exit_code == 2
+    assert "MigrationFailed" in bad.output
