@@ -1,0 +1,1 @@
+"""Implementations of dispatch ports: in-process and Redis driver indexes."""

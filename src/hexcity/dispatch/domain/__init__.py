@@ -1,0 +1,1 @@
+"""Pure dispatch model and algorithms (no I/O): ping pipeline, matching, surge."""
