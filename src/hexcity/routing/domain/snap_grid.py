@@ -44,6 +44,19 @@ def build_grid(mid_x: F64, mid_y: F64, cell_m: float = 100.0) -> SnapGrid:
     return SnapGrid(x0, y0, cell_m, nx, ny, first, order.astype(np.int64))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _project(x, y, a, xs, ys):
+    """(fraction along segment a→a+1, distance) of the closest segment point to (x, y), metres."""
+    dx = xs[a + 1] - xs[a]
+    dy = ys[a + 1] - ys[a]
+    len2 = dx * dx + dy * dy
+    t = ((x - xs[a]) * dx + (y - ys[a]) * dy) / len2 if len2 > 0 else 0.0
+    t = min(1.0, max(0.0, t))
+    ex = xs[a] + t * dx - x
+    ey = ys[a] + t * dy - y
+    return t, math.sqrt(ex * ex + ey * ey)
+
+
 @njit(cache=True, nogil=True)
 def nearest_segments(
     px, py, max_dist, x0, y0, cell_m, nx, ny, cell_first, cell_pieces, piece_seg, seg_start, xs, ys, piece_m
@@ -79,17 +92,7 @@ def nearest_segments(
                     c = ix * ny + iy
                     for k in range(cell_first[c], cell_first[c + 1]):
                         s = piece_seg[cell_pieces[k]]
-                        a = seg_start[s]
-                        ax = xs[a]
-                        ay = ys[a]
-                        dx = xs[a + 1] - ax
-                        dy = ys[a + 1] - ay
-                        len2 = dx * dx + dy * dy
-                        t = ((x - ax) * dx + (y - ay) * dy) / len2 if len2 > 0 else 0.0
-                        t = min(1.0, max(0.0, t))
-                        ex = ax + t * dx - x
-                        ey = ay + t * dy - y
-                        d = math.sqrt(ex * ex + ey * ey)
+                        t, d = _project(x, y, seg_start[s], xs, ys)
                         if d < best or (d == best and s < best_seg):
                             best = d
                             best_seg = s
@@ -168,15 +171,7 @@ def nearest_k_chains(
                     c = ix * ny + iy
                     for p in range(cell_first[c], cell_first[c + 1]):
                         s = piece_seg[cell_pieces[p]]
-                        a = seg_start[s]
-                        dx = xs[a + 1] - xs[a]
-                        dy = ys[a + 1] - ys[a]
-                        len2 = dx * dx + dy * dy
-                        t = ((x - xs[a]) * dx + (y - ys[a]) * dy) / len2 if len2 > 0 else 0.0
-                        t = min(1.0, max(0.0, t))
-                        ex = xs[a] + t * dx - x
-                        ey = ys[a] + t * dy - y
-                        d = math.sqrt(ex * ex + ey * ey)
+                        t, d = _project(x, y, seg_start[s], xs, ys)
                         chain = seg_chain[s]
                         slot = -1
                         for j in range(k):
