@@ -17,10 +17,10 @@ from tests.integration.bus.conftest import (
     ACK_WAIT_S,
     CLAIM_IDLE_S,
     FAST_RETRY,
-    NATS_URL,
     REDIS_URL,
     _reachable,
     drop_topics,
+    make_bus,
     new_topic,
     open_bus,
     require,
@@ -288,10 +288,7 @@ def test_nats_server_restarted_mid_stream_loses_nothing_and_applies_once(sqlite_
     total = 60
 
     async def scenario() -> None:
-        bus = NatsJetStreamBus(
-            NATS_URL, stream_prefix=f"hxt{run_id}", partitions=4, ack_wait_s=ACK_WAIT_S, fetch_timeout_s=0.5,
-            request_timeout_s=3.0, stop_timeout_s=5.0, max_msgs_per_stream=10_000, max_age_s=600.0,
-        )  # fmt: skip
+        bus = make_bus("nats", run_id)  # the shared test settings: the broker itself is the fault
 
         async def apply(d: Delivery, session: Session) -> None:
             await asyncio.sleep(0.002)
