@@ -21,18 +21,33 @@ class Role(StrEnum):
 
 ROUTING_READ = "routing:read"
 WEBHOOKS_WRITE = "webhooks:write"
+LOCATIONS_WRITE = "locations:write"  # drivers (and trackers/simulators) report positions
 
 # The one place that says what each role may ever do. A token's scopes are cut down to its role's
 # row, so a token cannot grant more than its role; an API key's scopes must come from ALL_SCOPES.
 ROLE_SCOPES: dict[Role, frozenset[str]] = {
-    Role.SERVICE: frozenset({ROUTING_READ, WEBHOOKS_WRITE}),
-    Role.RIDER: frozenset({ROUTING_READ, "trips:read", "trips:write", "orders:read", "orders:write"}),
-    Role.DRIVER: frozenset({ROUTING_READ, "offers:read", "offers:write", "trips:read"}),
-    Role.MERCHANT: frozenset({ROUTING_READ, "shops:read", "shops:write", "orders:read", "orders:write"}),
+    Role.SERVICE: frozenset({ROUTING_READ, WEBHOOKS_WRITE, LOCATIONS_WRITE, "vrp:solve"}),
+    Role.RIDER: frozenset(
+        {ROUTING_READ, "trips:read", "trips:write", "orders:read", "orders:write", "payments:read", "payments:write"}
+    ),
+    Role.DRIVER: frozenset(
+        {ROUTING_READ, LOCATIONS_WRITE, "offers:read", "offers:write", "trips:read", "trips:write", "payments:read"}
+    ),
+    Role.MERCHANT: frozenset(
+        {ROUTING_READ, "shops:read", "shops:write", "orders:read", "orders:write", "payments:read", "vrp:solve"}
+    ),
     Role.ADMIN: frozenset(
         {
             ROUTING_READ,
             WEBHOOKS_WRITE,
+            LOCATIONS_WRITE,
+            "vrp:solve",
+            "payments:read",
+            "payments:write",
+            "ledger:read",
+            "ledger:write",
+            "fulfillment:read",
+            "fulfillment:write",
             "trips:read",
             "trips:write",
             "orders:read",
