@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     create_engine,
+    event,
     make_url,
 )
 
@@ -66,7 +67,10 @@ def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
 
     PostgreSQL (``postgresql+psycopg://...``): pool of 5 + 5 overflow, 5 s pool and connect
     timeouts, pre-ping, 30 s statement timeout and 5 s lock timeout. SQLite: 5 s busy timeout;
-    the parent directory of a file database is created.
+    the parent directory of a file database is created, and transactions are real: the driver's
+    own transaction handling is switched off and SQLAlchemy emits ``BEGIN`` itself (pysqlite
+    otherwise starts a transaction only at the first write, so a SAVEPOINT opened before it acts
+    as the outer transaction and its RELEASE commits).
     """
     parsed = make_url(url or DEFAULT_DATABASE_URL)
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
@@ -86,4 +90,32 @@ def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
                 "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={LOCK_TIMEOUT_MS}",
             },
         )
-    return create_engine(parsed, **kwargs)
+    engine = create_engine(parsed, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        _sqlite_real_transactions(engine)
+    return engine
+
+
+def _sqlite_real_transactions(engine: Engine) -> None:
+    """The SQLAlchemy recipe for pysqlite's transaction handling (see :func:`make_engine`)."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        immediate = connection.get_execution_options().get("sqlite_begin") == "immediate"
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine for read-then-write transactions.
+
+    On SQLite they start with ``BEGIN IMMEDIATE`` (take the write lock first, wait up to the busy
+    timeout for it), so two such transactions queue instead of failing with "database is locked"
+    when both read and then try to write. Other databases are unaffected (they lock rows).
+    """
+    if engine.dialect.name != "sqlite":
+        return engine
+    return engine.execution_options(sqlite_begin="immediate")
