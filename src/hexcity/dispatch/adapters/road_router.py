@@ -1,0 +1,33 @@
+"""The routing engine as dispatch's :class:`~hexcity.dispatch.service.TripRouter`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from hexcity.kernel import LatLng
+from hexcity.routing import RoutingService
+
+__all__ = ["RoadRouter"]
+
+
+class RoadRouter:
+    """Trip distance/duration from ``route`` and pickup ETAs from ``table`` on one profile.
+
+    The engine is looked up per call, so dispatch starts while the graph is still loading (and
+    answers ``NotReady`` until it is).
+    """
+
+    def __init__(self, routing: RoutingService, profile: str = "car") -> None:
+        self.routing = routing
+        self.profile = profile
+
+    def trip(self, pickup: LatLng, dropoff: LatLng) -> tuple[float, float]:
+        route = self.routing.get(self.profile).route([pickup, dropoff], geometry=False)
+        return float(route.distance_m), float(route.duration_s)
+
+    def eta(self, drivers: Sequence[LatLng], riders: Sequence[LatLng]) -> NDArray[np.float64]:
+        table = self.routing.get(self.profile).table(list(drivers), list(riders))
+        return np.asarray(table.durations_s, dtype=np.float64)

@@ -1,0 +1,527 @@
+"""Dispatch use cases: quote → request → batched matching → offer → accept/decline/timeout → trip.
+
+The service owns the batching loop (dispatch.md §2.6–2.7):
+
+1. every window (adaptive, 2–5 s) it expires offers whose 15 s timer ran out, releasing the
+   driver and putting the trip back in the queue with that driver excluded;
+2. for each waiting trip it asks the driver index for candidates around the pickup (k-ring,
+   status ``online``, at most 30), drops drivers locked by a live offer or trip, and solves the
+   window with :func:`match_batch` on road ETAs from the router;
+3. each assignment becomes an offer: the store locks the driver and attaches the offer to the
+   trip in one transaction (so no driver holds two offers and no trip two live offers, across
+   processes), and the offer is pushed to the driver.
+
+A separate timer task expires each offer at ``offer_ttl_s`` (± ``timer_tick_s``), so expiry does
+not wait for the next window. Trips, offers and locks live in SQL; events leave through the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import h3
+import numpy as np
+from numpy.typing import NDArray
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hexcity.dispatch.adapters.trip_store_sql import SqlTripStore, StoredQuote
+from hexcity.dispatch.domain.index import DriverIndex
+from hexcity.dispatch.domain.matching import (
+    AdaptiveWindow,
+    AdaptiveWindowParams,
+    Driver,
+    EtaMatrix,
+    MatchParams,
+    MatchStats,
+    Rider,
+    match_batch,
+)
+from hexcity.dispatch.domain.surge import SurgeModel, Tariff
+from hexcity.dispatch.domain.trips import Actor, Offer, Trip, TripStatus, validate_point
+from hexcity.dispatch.errors import UnknownProduct
+from hexcity.infra import get_logger
+from hexcity.kernel import InvalidInput, LatLng, Unavailable
+
+__all__ = [
+    "DEFAULT_TARIFFS",
+    "DispatchService",
+    "DispatchSettings",
+    "DriverAvailability",
+    "Notifier",
+    "TripRouter",
+]
+
+log = get_logger(__name__)
+
+SURGE_RES = 7
+MAX_ID_LEN = 128
+
+DEFAULT_TARIFFS: dict[str, Tariff] = {
+    "standard": Tariff(base_cents=250, per_km_cents=120, per_min_cents=25, minimum_cents=600),
+    "comfort": Tariff(base_cents=350, per_km_cents=160, per_min_cents=30, minimum_cents=900),
+    "xl": Tariff(base_cents=450, per_km_cents=200, per_min_cents=35, minimum_cents=1200),
+}
+
+
+class DispatchSettings(BaseSettings):
+    """Trips, offers and batching (environment prefix ``HEXCITY_DISPATCH_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="HEXCITY_DISPATCH_", extra="ignore")
+
+    offer_ttl_s: float = Field(default=15.0, gt=0, le=300)
+    timer_tick_s: float = Field(default=0.25, gt=0, le=5)
+    sweep_every_s: float = Field(default=5.0, gt=0, le=60)
+    window_min_s: float = Field(default=2.0, gt=0, le=60)
+    window_max_s: float = Field(default=5.0, gt=0, le=60)
+    window_k_target: float = Field(default=30.0, gt=0)
+    search_radius_m: float = Field(default=3000.0, gt=0, le=20_000)
+    candidates_per_rider: int = Field(default=30, ge=1, le=200)
+    max_pickup_eta_s: float = Field(default=900.0, gt=0)
+    max_pending_trips: int = Field(default=10_000, ge=1)
+    max_trips_per_window: int = Field(default=2_000, ge=1)
+    quote_ttl_s: float = Field(default=60.0, gt=0, le=3600)
+    surge_recompute_s: float = Field(default=10.0, gt=0)
+    max_excluded_per_trip: int = Field(default=50, ge=0)
+
+
+class TripRouter(Protocol):
+    """What dispatch needs from the road router."""
+
+    def trip(self, pickup: LatLng, dropoff: LatLng) -> tuple[float, float]:
+        """(distance_m, duration_s) of the fastest road route; raises a HexcityError if none."""
+        ...
+
+    def eta(self, drivers: Sequence[LatLng], riders: Sequence[LatLng]) -> NDArray[np.float64]:
+        """Pickup ETAs (s), shape (drivers, riders), nan where unreachable."""
+        ...
+
+
+class Notifier(Protocol):
+    """Push to a client ("driver:<id>" / "rider:<id>"); must not block on slow clients."""
+
+    async def send(self, client_id: str, kind: str, payload: dict[str, Any]) -> Any: ...
+
+
+class DriverAvailability(Protocol):
+    """Tells ingestion that a driver is on a trip (busy) or free again."""
+
+    def mark_busy(self, driver_id: str) -> Any: ...
+
+    def mark_available(self, driver_id: str) -> Any: ...
+
+
+@dataclass
+class _Waiting:
+    trip: Trip
+    enqueued_at_s: float
+    excluded: set[str] = field(default_factory=set)
+
+
+_METRICS: dict[int, tuple[Counter, Counter, Histogram, Gauge]] = {}
+
+
+def _metrics(registry: CollectorRegistry) -> tuple[Counter, Counter, Histogram, Gauge]:
+    key = id(registry)
+    if key not in _METRICS:
+        _METRICS[key] = (
+            Counter("dispatch_offers", "offers by outcome", ["outcome"], registry=registry),
+            Counter("dispatch_trips", "trip transitions by new status", ["status"], registry=registry),
+            Histogram(
+                "dispatch_window_seconds",
+                "time to solve one batching window (candidates, ETAs, assignment, offers)",
+                buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5),
+                registry=registry,
+            ),
+            Gauge("dispatch_waiting_trips", "requested trips waiting for an offer", registry=registry),
+        )
+    return _METRICS[key]
+
+
+class DispatchService:
+    """The dispatch use cases; ``async with`` runs the batching, timer and surge loops."""
+
+    def __init__(
+        self,
+        store: SqlTripStore,
+        index: DriverIndex,
+        router: TripRouter,
+        *,
+        settings: DispatchSettings | None = None,
+        surge: SurgeModel | None = None,
+        notifier: Notifier | None = None,
+        availability: DriverAvailability | None = None,
+        tariffs: dict[str, Tariff] | None = None,
+        match_params: MatchParams | None = None,
+        registry: CollectorRegistry = REGISTRY,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings or DispatchSettings()
+        s = self.settings
+        if s.window_min_s > s.window_max_s:
+            raise ValueError("window_min_s must be <= window_max_s")
+        self.store = store
+        self.index = index
+        self.router = router
+        self.surge = surge or SurgeModel(clock=clock)
+        self.notifier = notifier
+        self.availability = availability
+        self.tariffs = tariffs or DEFAULT_TARIFFS
+        self.match_params = match_params or MatchParams(
+            max_pickup_eta_s=s.max_pickup_eta_s, candidates_per_rider=s.candidates_per_rider
+        )
+        self.window = AdaptiveWindow(
+            AdaptiveWindowParams(t_min_s=s.window_min_s, t_max_s=s.window_max_s, k_target=s.window_k_target)
+        )
+        self.clock = clock
+        self._waiting: OrderedDict[str, _Waiting] = OrderedDict()
+        self._timers: list[tuple[float, str]] = []  # (expires_at_s, offer_id)
+        self._arrivals = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._kick = asyncio.Event()
+        self._lock = asyncio.Lock()  # one window at a time in this process
+        self.last_stats = MatchStats()
+        self.windows = 0
+        self._offers_c, self._trips_c, self._window_h, self._waiting_g = _metrics(registry)
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+    async def __aenter__(self) -> DispatchService:
+        await asyncio.to_thread(self.store.create_schema)
+        for trip in await asyncio.to_thread(self.store.unoffered_trips, self.settings.max_pending_trips):
+            self._waiting[trip.trip_id] = _Waiting(trip, trip.requested_at_s)
+        self._stop.clear()
+        self._tasks = [
+            asyncio.create_task(self._batch_loop(), name="dispatch-batcher"),
+            asyncio.create_task(self._timer_loop(), name="dispatch-offer-timers"),
+            asyncio.create_task(self._surge_loop(), name="dispatch-surge"),
+        ]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._kick.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    # ---- quotes and requests --------------------------------------------------------------------
+    async def quote(self, rider_id: str, pickup: LatLng, dropoff: LatLng, product: str) -> StoredQuote:
+        """Price a trip from the road route × the pickup cell's surge; locked for ``quote_ttl_s``."""
+        _check_id("rider_id", rider_id)
+        pickup = validate_point("pickup", pickup.lat, pickup.lng)
+        dropoff = validate_point("dropoff", dropoff.lat, dropoff.lng)
+        tariff = self.tariffs.get(product)
+        if tariff is None:
+            raise UnknownProduct(f"unknown product {product!r}; one of {sorted(self.tariffs)}")
+        distance_m, duration_s = await asyncio.to_thread(self.router.trip, pickup, dropoff)
+        cell = str(h3.latlng_to_cell(pickup.lat, pickup.lng, SURGE_RES))
+        now = self.clock()
+        q = self.surge.quote(distance_m, duration_s, cell, now, tariff)
+        stored = StoredQuote(
+            quote_id=f"q_{uuid.uuid4().hex}",
+            rider_id=rider_id,
+            product=product,
+            pickup=pickup,
+            dropoff=dropoff,
+            amount_cents=q.amount_cents,
+            currency=q.currency,
+            multiplier=str(q.multiplier),
+            cell=cell,
+            distance_m=distance_m,
+            duration_s=duration_s,
+            issued_at_s=now,
+            expires_at_s=now + self.settings.quote_ttl_s,
+        )
+        await asyncio.to_thread(self.store.save_quote, stored)
+        return stored
+
+    async def request(self, rider_id: str, quote_id: str) -> Trip:
+        """Turn a quote into a trip (idempotent per quote); it joins the next batching window."""
+        _check_id("rider_id", rider_id)
+        _check_id("quote_id", quote_id)
+        if len(self._waiting) >= self.settings.max_pending_trips:
+            raise Unavailable("too many trips are waiting for a driver; try again shortly", code="Overloaded")
+        trip_id = f"t_{uuid.uuid4().hex}"
+        trip, created = await asyncio.to_thread(
+            self.store.create_trip, trip_id, quote_id, rider_id, self.clock()
+        )
+        if created:
+            self._arrivals += 1
+            self._waiting[trip.trip_id] = _Waiting(trip, self.clock())
+            self._waiting_g.set(len(self._waiting))
+            self._trips_c.labels(status=str(trip.status)).inc()
+            # verified demand only (a trip, not a quote) feeds surge
+            self.surge.observe_request(str(h3.latlng_to_cell(trip.pickup.lat, trip.pickup.lng, SURGE_RES)))
+        return trip
+
+    async def get_trip(self, trip_id: str) -> Trip:
+        _check_id("trip_id", trip_id)
+        return await asyncio.to_thread(self.store.get_trip, trip_id)
+
+    async def get_offer(self, offer_id: str) -> Offer:
+        _check_id("offer_id", offer_id)
+        return await asyncio.to_thread(self.store.get_offer, offer_id)
+
+    # ---- offers ---------------------------------------------------------------------------------
+    async def accept(self, driver_id: str, offer_id: str) -> Trip:
+        _check_id("driver_id", driver_id)
+        _check_id("offer_id", offer_id)
+        trip = await asyncio.to_thread(self.store.accept_offer, offer_id, driver_id, self.clock())
+        self._offers_c.labels(outcome="accepted").inc()
+        self._trips_c.labels(status=str(trip.status)).inc()
+        self._waiting.pop(trip.trip_id, None)
+        if self.availability is not None:
+            await _maybe_await(self.availability.mark_busy(driver_id))
+        await self._notify(f"rider:{trip.rider_id}", "trip", trip.public())
+        return trip
+
+    async def decline(self, driver_id: str, offer_id: str) -> Trip:
+        _check_id("driver_id", driver_id)
+        _check_id("offer_id", offer_id)
+        trip = await asyncio.to_thread(self.store.decline_offer, offer_id, driver_id, self.clock())
+        self._offers_c.labels(outcome="declined").inc()
+        self._requeue(trip, driver_id)
+        return trip
+
+    # ---- trip progress --------------------------------------------------------------------------
+    async def advance(self, trip_id: str, to: TripStatus, actor: Actor, actor_id: str | None) -> Trip:
+        """A driver reports progress (arriving, in trip, completed) or someone cancels."""
+        _check_id("trip_id", trip_id)
+        trip = await asyncio.to_thread(self.store.transition, trip_id, to, actor, actor_id, self.clock())
+        self._trips_c.labels(status=str(trip.status)).inc()
+        if trip.is_terminal:
+            self._waiting.pop(trip.trip_id, None)
+            if trip.driver_id is not None and self.availability is not None:
+                await _maybe_await(self.availability.mark_available(trip.driver_id))
+        await self._notify(f"rider:{trip.rider_id}", "trip", trip.public())
+        if trip.driver_id is not None:
+            await self._notify(f"driver:{trip.driver_id}", "trip", trip.public())
+        return trip
+
+    async def cancel(
+        self, trip_id: str, actor: Actor, actor_id: str | None, reason: str | None = None
+    ) -> Trip:
+        _check_id("trip_id", trip_id)
+        before = await asyncio.to_thread(self.store.get_trip, trip_id)
+        trip = await asyncio.to_thread(
+            self.store.transition, trip_id, TripStatus.CANCELLED, actor, actor_id, self.clock(), reason
+        )
+        self._trips_c.labels(status=str(trip.status)).inc()
+        self._waiting.pop(trip.trip_id, None)
+        self._waiting_g.set(len(self._waiting))
+        if before.offer_id is not None:
+            offer = await asyncio.to_thread(self.store.get_offer, before.offer_id)
+            await self._notify(f"driver:{offer.driver_id}", "offer_cancelled", offer.public())
+        if trip.driver_id is not None:
+            if self.availability is not None:
+                await _maybe_await(self.availability.mark_available(trip.driver_id))
+            await self._notify(f"driver:{trip.driver_id}", "trip", trip.public())
+        await self._notify(f"rider:{trip.rider_id}", "trip", trip.public())
+        return trip
+
+    # ---- surge ----------------------------------------------------------------------------------
+    def surge_at(self, point: LatLng) -> dict[str, Any]:
+        validate_point("point", point.lat, point.lng)
+        cell = str(h3.latlng_to_cell(point.lat, point.lng, SURGE_RES))
+        now = self.clock()
+        supply, demand = self.surge.supply_demand(cell, now)
+        return {
+            "cell": cell,
+            "multiplier": round(self.surge.multiplier(cell, now), 2),
+            "supply": supply,
+            "demand": demand,
+            "frozen": self.surge.is_frozen(cell, now),
+        }
+
+    # ---- the batching window --------------------------------------------------------------------
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def kick(self) -> None:
+        """Close the current window now (tests, and the simulator's fast-forward)."""
+        self._kick.set()
+
+    async def run_window(self) -> list[Offer]:
+        """Solve one window now: expire offers, match waiting trips, make offers."""
+        async with self._lock:
+            started = time.perf_counter()
+            await self.expire_due()
+            offers = await self._match_waiting()
+            self._window_h.observe(time.perf_counter() - started)
+            self.windows += 1
+            self._waiting_g.set(len(self._waiting))
+            return offers
+
+    async def expire_due(self) -> int:
+        expired = await asyncio.to_thread(self.store.expire_offers, self.clock())
+        for offer, trip in expired:
+            self._offers_c.labels(outcome="expired").inc()
+            await self._notify(f"driver:{offer.driver_id}", "offer_expired", offer.public())
+            self._requeue(trip, offer.driver_id)
+        return len(expired)
+
+    def _requeue(self, trip: Trip, excluded_driver: str) -> None:
+        if trip.status is not TripStatus.REQUESTED:
+            return
+        entry = self._waiting.get(trip.trip_id) or _Waiting(trip, self.clock())
+        entry.trip = trip
+        if len(entry.excluded) < self.settings.max_excluded_per_trip:
+            entry.excluded.add(excluded_driver)
+        self._waiting[trip.trip_id] = entry
+        self._waiting_g.set(len(self._waiting))
+
+    async def _match_waiting(self) -> list[Offer]:
+        if not self._waiting:
+            return []
+        batch = list(self._waiting.values())[: self.settings.max_trips_per_window]  # oldest first
+        locked = await asyncio.to_thread(self.store.locked_drivers)
+        candidates: dict[str, Driver] = {}
+        riders: list[Rider] = []
+        allowed: dict[str, set[str]] = {}
+        for w in batch:
+            if w.trip.offer_id is not None:
+                continue
+            near = await self.index.nearby(
+                w.trip.pickup.lat,
+                w.trip.pickup.lng,
+                self.settings.search_radius_m,
+                limit=self.settings.candidates_per_rider,
+            )
+            ok = {d.driver_id for d in near if d.driver_id not in locked and d.driver_id not in w.excluded}
+            for d in near:
+                if d.driver_id in ok and d.driver_id not in candidates:
+                    candidates[d.driver_id] = Driver(d.driver_id, d.lat, d.lng)
+            if ok:
+                riders.append(Rider(w.trip.trip_id, w.trip.pickup.lat, w.trip.pickup.lng))
+                allowed[w.trip.trip_id] = ok
+        if not riders:
+            return []
+        drivers = sorted(candidates.values(), key=lambda d: d.id)
+        stats = MatchStats()
+        eta = _restricted_eta(self.router.eta, riders, drivers, allowed)
+        assignments = await asyncio.to_thread(
+            match_batch, riders, drivers, eta, self.match_params, stats=stats
+        )
+        self.last_stats = stats
+        now = self.clock()
+        made: list[Offer] = []
+        for a in assignments:
+            if a.driver_id not in allowed.get(a.rider_id, ()):
+                continue
+            created = await asyncio.to_thread(
+                self.store.create_offer,
+                f"o_{uuid.uuid4().hex}",
+                a.rider_id,
+                a.driver_id,
+                a.eta_s,
+                now,
+                self.settings.offer_ttl_s,
+            )
+            if created is None:
+                self._offers_c.labels(outcome="lock_lost").inc()
+                continue
+            offer, trip = created
+            self._offers_c.labels(outcome="offered").inc()
+            self._waiting.pop(trip.trip_id, None)
+            heapq.heappush(self._timers, (offer.expires_at_s, offer.offer_id))
+            made.append(offer)
+            await self._notify(
+                f"driver:{offer.driver_id}",
+                "offer",
+                {**offer.public(), "trip": trip.public()},
+            )
+        return made
+
+    async def _batch_loop(self) -> None:
+        last = time.monotonic()
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self.window.window_s())
+            self._kick.clear()
+            if self._stop.is_set():
+                return
+            now = time.monotonic()
+            self.window.observe(self._arrivals, now - last)
+            self._arrivals, last = 0, now
+            try:
+                await self.run_window()
+            except Exception:  # a failed window (database blip, router error) must not stop dispatch
+                log.exception("dispatch_window_failed")
+
+    async def _timer_loop(self) -> None:
+        last_sweep = 0.0
+        while not self._stop.is_set():
+            await asyncio.sleep(self.settings.timer_tick_s)
+            now = self.clock()
+            due = False
+            while self._timers and self._timers[0][0] <= now:
+                heapq.heappop(self._timers)
+                due = True
+            if due or now - last_sweep >= self.settings.sweep_every_s:  # sweep: other processes' offers
+                last_sweep = now
+                try:
+                    async with self._lock:
+                        await self.expire_due()
+                except Exception:
+                    log.exception("dispatch_offer_expiry_failed")
+
+    async def _surge_loop(self) -> None:
+        while not self._stop.is_set():
+            await asyncio.sleep(self.settings.surge_recompute_s)
+            try:
+                self.surge.recompute(self.clock())
+            except Exception:
+                log.exception("surge_recompute_failed")
+
+    async def _notify(self, client_id: str, kind: str, payload: dict[str, Any]) -> None:
+        if self.notifier is None:
+            return
+        try:
+            await self.notifier.send(client_id, kind, payload)
+        except Exception:  # push is best effort: the state is in SQL and can be polled
+            log.exception("dispatch_push_failed", client=client_id, kind=kind)
+
+
+def _restricted_eta(
+    eta: EtaMatrix, riders: Sequence[Rider], drivers: Sequence[Driver], allowed: dict[str, set[str]]
+) -> EtaMatrix:
+    """The router's ETAs with pairs the index did not propose (excluded, locked) set to nan."""
+    rider_at = {(r.lat, r.lng): r.id for r in riders}
+    driver_at: dict[tuple[float, float], list[str]] = {}
+    for d in drivers:
+        driver_at.setdefault((d.lat, d.lng), []).append(d.id)
+
+    def restricted(sources: Sequence[LatLng], destinations: Sequence[LatLng]) -> NDArray[np.float64]:
+        m = np.array(eta(sources, destinations), dtype=np.float64)
+        for j, dst in enumerate(destinations):
+            ok = allowed.get(rider_at.get((dst.lat, dst.lng), ""), set())
+            for i, src in enumerate(sources):
+                if not any(d in ok for d in driver_at.get((src.lat, src.lng), ())):
+                    m[i, j] = np.nan
+        return m
+
+    return restricted
+
+
+async def _maybe_await(value: Any) -> None:
+    if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+        await value
+
+
+def _check_id(name: str, value: str) -> None:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LEN or not value.isprintable():
+        raise InvalidInput(f"{name} must be 1..{MAX_ID_LEN} printable characters")
