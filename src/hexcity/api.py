@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,27 +16,36 @@ from hexcity.infra.admin import install_observability
 from hexcity.infra.auth import ROUTING_ROUTE_SCOPES, WEBHOOKS_WRITE, AuthSettings, install_auth, require
 from hexcity.infra.webhooks import build_webhook_router, readiness_hook
 from hexcity.kernel import HexcityError
-from hexcity.platform import Platform
+from hexcity.platform import ModuleRuntime, Platform
 from hexcity.routing import RoutingService, build_routes
 from hexcity.routing.http import json_response
 
 log = get_logger(__name__)
 
 
-def create_app(service: RoutingService, auth: AuthSettings, platform: Platform | None = None) -> FastAPI:
+def create_app(
+    service: RoutingService,
+    auth: AuthSettings,
+    platform: Platform | None = None,
+    modules: Sequence[ModuleRuntime] = (),
+) -> FastAPI:
     """The app; ``service`` may still be loading (readiness says when it is not).
 
     Every request except the public paths (probes, docs) is authenticated (``docs/auth.md``).
-    With a ``platform``, its lifespan runs the webhook pool and bus, and ``POST /webhooks/{source}``
-    takes events (scope ``webhooks:write``).
+    With a ``platform``, its lifespan runs the webhook pool, the bus and the outbox relay, and
+    ``POST /webhooks/{source}`` takes events (scope ``webhooks:write``). Each business module's
+    routers are mounted and its lifespan runs inside the platform's (started after, stopped before).
     """
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if platform is None:
-            yield
-            return
-        async with platform:
+        async with AsyncExitStack() as stack:
+            if platform is not None:
+                await stack.enter_async_context(platform)
+            for module in modules:
+                if module.lifespan is not None:
+                    await stack.enter_async_context(module.lifespan())
+                    log.info("module_started", module=module.name)
             yield
 
     app = FastAPI(title="hexcity", version=__version__, docs_url="/docs", redoc_url=None, lifespan=lifespan)
@@ -53,7 +62,10 @@ def create_app(service: RoutingService, auth: AuthSettings, platform: Platform |
     async def ready() -> Response:
         status = service.status()
         status["webhooks_accepting"] = pool_ready()
-        ok = service.ready and pool_ready()
+        modules_ready = {m.name: m.ready() for m in modules}
+        if modules:
+            status["modules"] = modules_ready
+        ok = service.ready and pool_ready() and all(modules_ready.values())
         return json_response(status, 200 if ok else 503)
 
     if platform is not None:
@@ -61,6 +73,10 @@ def create_app(service: RoutingService, auth: AuthSettings, platform: Platform |
             build_webhook_router(platform.webhook_pool, platform.idempotency),
             dependencies=[Depends(require(WEBHOOKS_WRITE))],
         )
+
+    for module in modules:
+        for router in module.routers:
+            app.include_router(router)
 
     @app.exception_handler(HexcityError)
     async def hexcity_error(_: Request, exc: HexcityError) -> Response:

@@ -17,8 +17,8 @@ from hexcity.dispatch.domain.index import MAX_RADIUS_M, DriverIndex
 from hexcity.dispatch.domain.trips import Actor, Trip, TripStatus
 from hexcity.dispatch.service import DispatchService
 from hexcity.infra.auth import Forbidden, Principal, Role, require
+from hexcity.infra.http import json_response
 from hexcity.kernel import InvalidInput, LatLng
-from hexcity.routing.http import json_response
 
 __all__ = ["build_dispatch_router"]
 

@@ -78,6 +78,15 @@ class DispatchSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HEXCITY_DISPATCH_", extra="ignore")
 
+    enabled: bool = Field(default=True, description="serve dispatch (needs the routing profile below)")
+    profile: str = Field(default="car", description="routing profile for quotes, ETAs and snapping")
+    index_url: str = Field(
+        default="memory://",
+        pattern=r"^(memory://|redis://.+)$",
+        description="driver index: memory:// (embedded) or redis://host:6379/0 (several API processes)",
+    )
+    index_prefix: str = Field(default="hexcity:", max_length=64)
+
     offer_ttl_s: float = Field(default=15.0, gt=0, le=300)
     timer_tick_s: float = Field(default=0.25, gt=0, le=5)
     sweep_every_s: float = Field(default=5.0, gt=0, le=60)
