@@ -1,0 +1,320 @@
+"""The fulfillment HTTP API: VROOM-compatible solving and order allocation (thin over the services).
+
+``POST /vrp/v1/solve`` (scope ``vrp:solve``) takes a VROOM problem and answers VROOM's solution;
+``?time_limit_s=`` and ``?seed=`` tune the search within the configured maximum. Solving runs on
+a worker thread; at most ``max_concurrent_solves`` run at once and a further request gets 503
+``Unavailable`` at once rather than queueing. Bodies over ``max_body_bytes`` get 413.
+
+Allocation (scopes ``fulfillment:read`` / ``fulfillment:write``): warehouses and stock, orders
+(placed -> allocated with its explanation, or unallocated with the reason), picking, and the
+batch re-optimisation with its comparison against greedy; ``POST .../warehouses/{id}/plan`` routes
+a warehouse's allocated parcels for the given couriers on the road network (ETAs, geometry).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from hexcity.fulfillment.domain.allocation import StoredOrder, allocation_to_dict
+from hexcity.fulfillment.domain.batch import BatchParams
+from hexcity.fulfillment.domain.network import Order, Warehouse
+from hexcity.fulfillment.errors import InvalidProblem, ProblemTooBig
+from hexcity.fulfillment.lastmile import Courier, LastMilePlan, LastMilePlanner
+from hexcity.fulfillment.service import AllocationService, VrpService
+from hexcity.infra.auth import Principal, require
+from hexcity.infra.http import json_response
+from hexcity.kernel import InvalidInput, LatLng, NotFound, Unavailable
+
+__all__ = ["FulfillmentApi", "build_fulfillment_router"]
+
+MAX_LIST = 500
+
+
+@dataclass
+class FulfillmentApi:
+    """What the router serves: the VRP service, and the allocation service when SQL is configured."""
+
+    vrp: VrpService
+    allocation: AllocationService | None = None
+    lastmile: LastMilePlanner | None = None
+    max_concurrent_solves: int = 2
+    max_body_bytes: int = 20_000_000
+
+
+class Point(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lat: float = Field(ge=-90, le=90)
+    lng: float = Field(ge=-180, le=180)
+
+
+class WarehouseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    location: Point
+    handling_cost_minor: int = Field(default=50, ge=0, le=10_000_000)
+    cutoff_s: int = Field(default=18 * 3600, ge=0, le=86_400)
+    capacity_orders: int = Field(default=1_000, ge=0, le=10_000_000)
+    pick_time_s: int = Field(default=900, ge=0, le=86_400)
+
+
+class StockBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    on_hand: int = Field(ge=0, le=1_000_000_000)
+    cause: str = Field(default="count", min_length=1, max_length=64)
+
+
+class LineBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=64)
+    qty: int
+
+
+class OrderBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64)
+    lines: list[LineBody] = Field(min_length=1, max_length=1_000)
+    destination: Point
+    sla: str = Field(min_length=1, max_length=16)
+    placed_at_s: int = Field(default=0, ge=0, lt=86_400)
+
+
+class CourierBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64)
+    capacity: int = Field(ge=0, le=1_000_000)
+    shift_start_s: int = Field(default=8 * 3600, ge=0, le=2 * 86_400)
+    shift_end_s: int = Field(default=20 * 3600, ge=0, le=2 * 86_400)
+
+
+class PlanBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    couriers: list[CourierBody] = Field(min_length=1, max_length=200)
+    time_limit_s: float | None = Field(default=None, gt=0)
+    seed: int | None = Field(default=None, ge=0, lt=2**31)
+
+
+class ReoptimiseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    time_limit_s: float = Field(default=10.0, gt=0, le=600)
+    seed: int = Field(default=0, ge=0, lt=2**31)
+
+
+def build_fulfillment_router(api: FulfillmentApi) -> APIRouter:
+    """Routes under ``/vrp/v1`` and ``/fulfillment/v1``."""
+    router = APIRouter()
+    slots = threading.BoundedSemaphore(api.max_concurrent_solves)
+
+    @router.post("/vrp/v1/solve", tags=["vrp"])
+    async def solve(
+        request: Request,
+        principal: Annotated[Principal, Depends(require("vrp:solve"))],
+        time_limit_s: Annotated[float | None, Query(gt=0)] = None,
+        seed: Annotated[int | None, Query(ge=0)] = None,
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > api.max_body_bytes:
+            raise ProblemTooBig(f"the problem is larger than {api.max_body_bytes} bytes")
+        body = await request.body()
+        if len(body) > api.max_body_bytes:
+            raise ProblemTooBig(f"the problem is larger than {api.max_body_bytes} bytes")
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidProblem(f"the body is not valid JSON: {exc}") from exc
+        params = api.vrp.params(time_limit_s, seed)
+        if not slots.acquire(blocking=False):
+            raise Unavailable(f"{api.max_concurrent_solves} problems are being solved; retry shortly")
+        try:
+            out = await run_in_threadpool(api.vrp.solve_vroom, payload, params)
+        finally:
+            slots.release()
+        return json_response(out)
+
+    @router.put("/fulfillment/v1/warehouses/{warehouse_id}", tags=["fulfillment"])
+    async def put_warehouse(
+        warehouse_id: str,
+        body: WarehouseBody,
+        principal: Annotated[Principal, Depends(require("fulfillment:write"))],
+    ) -> Response:
+        svc = _allocation(api)
+        w = Warehouse(
+            warehouse_id,
+            LatLng(body.location.lat, body.location.lng),
+            body.handling_cost_minor,
+            body.cutoff_s,
+            body.capacity_orders,
+            body.pick_time_s,
+        )
+        await run_in_threadpool(svc.store.put_warehouse, w)
+        return json_response(_warehouse_out(w, {}))
+
+    @router.get("/fulfillment/v1/warehouses", tags=["fulfillment"])
+    async def list_warehouses(
+        principal: Annotated[Principal, Depends(require("fulfillment:read"))],
+        limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> Response:
+        svc = _allocation(api)
+        warehouses = (await run_in_threadpool(svc.store.warehouses))[offset : offset + limit]
+        stock = await run_in_threadpool(svc.store.stock)
+        items = [
+            _warehouse_out(w, {sku: v for (wid, sku), v in stock.items() if wid == w.id}) for w in warehouses
+        ]
+        return json_response({"items": items, "limit": limit, "offset": offset})
+
+    @router.put("/fulfillment/v1/warehouses/{warehouse_id}/stock/{sku}", tags=["fulfillment"])
+    async def put_stock(
+        warehouse_id: str,
+        sku: str,
+        body: StockBody,
+        principal: Annotated[Principal, Depends(require("fulfillment:write"))],
+    ) -> Response:
+        if not 1 <= len(sku) <= 64:
+            raise InvalidInput("sku must be 1..64 characters")
+        svc = _allocation(api)
+        position = await run_in_threadpool(svc.store.set_on_hand, warehouse_id, sku, body.on_hand, body.cause)
+        return json_response({"warehouse_id": warehouse_id, "sku": sku, **position})
+
+    @router.post("/fulfillment/v1/orders", tags=["fulfillment"])
+    async def place_order(
+        body: OrderBody,
+        principal: Annotated[Principal, Depends(require("fulfillment:write"))],
+    ) -> Response:
+        svc = _allocation(api)
+        order = Order.create(
+            body.id,
+            [(line.sku, line.qty) for line in body.lines],
+            LatLng(body.destination.lat, body.destination.lng),
+            body.sla,
+            body.placed_at_s,
+        )
+        stored = await run_in_threadpool(svc.place_order, order)
+        return json_response(order_out(stored), 201)
+
+    @router.get("/fulfillment/v1/orders/{order_id}", tags=["fulfillment"])
+    async def get_order(
+        order_id: str,
+        principal: Annotated[Principal, Depends(require("fulfillment:read"))],
+    ) -> Response:
+        svc = _allocation(api)
+        return json_response(order_out(await run_in_threadpool(svc.store.get_order, order_id)))
+
+    @router.post("/fulfillment/v1/orders/{order_id}/picked", tags=["fulfillment"])
+    async def picked(
+        order_id: str,
+        principal: Annotated[Principal, Depends(require("fulfillment:write"))],
+    ) -> Response:
+        svc = _allocation(api)
+        return json_response(order_out(await run_in_threadpool(svc.store.mark_picked, order_id)))
+
+    @router.post("/fulfillment/v1/reoptimise", tags=["fulfillment"])
+    async def reoptimise(
+        body: ReoptimiseBody,
+        principal: Annotated[Principal, Depends(require("fulfillment:write"))],
+    ) -> Response:
+        svc = _allocation(api)
+        report = await run_in_threadpool(svc.reoptimise, BatchParams(body.time_limit_s, body.seed))
+        return json_response(report)
+
+    @router.post("/fulfillment/v1/warehouses/{warehouse_id}/plan", tags=["fulfillment"])
+    async def plan(
+        warehouse_id: str,
+        body: PlanBody,
+        principal: Annotated[Principal, Depends(require("fulfillment:write"))],
+    ) -> Response:
+        """Route today's allocated parcels of a warehouse on the road network (ETAs, geometry)."""
+        svc = _allocation(api)
+        if api.lastmile is None:
+            raise NotFound("last-mile planning is not configured on this server")
+        planner = api.lastmile
+        params = api.vrp.params(body.time_limit_s, body.seed)
+        couriers = [Courier(c.id, c.capacity, c.shift_start_s, c.shift_end_s) for c in body.couriers]
+        parcels = await run_in_threadpool(svc.delivery_parcels, warehouse_id)
+        depot = next(
+            w.location for w in await run_in_threadpool(svc.store.warehouses) if w.id == warehouse_id
+        )
+        if not slots.acquire(blocking=False):
+            raise Unavailable(f"{api.max_concurrent_solves} problems are being solved; retry shortly")
+        try:
+            result = await run_in_threadpool(planner.plan, depot, couriers, parcels, params)
+        finally:
+            slots.release()
+        return json_response(plan_out(result))
+
+    return router
+
+
+def plan_out(plan: LastMilePlan) -> dict[str, Any]:
+    return {
+        "routes": [
+            {
+                "courier_id": r.courier_id,
+                "start_s": r.start_s,
+                "end_s": r.end_s,
+                "duration_s": r.duration_s,
+                "distance_m": r.distance_m,
+                "stops": [
+                    {
+                        "parcel_id": s.parcel_id,
+                        "location": {"lat": s.location.lat, "lng": s.location.lng},
+                        "arrival_s": s.arrival_s,
+                        "eta_s": s.eta_s,
+                        "departure_s": s.departure_s,
+                    }
+                    for s in r.stops
+                ],
+                "geometry": [[lat, lng] for lat, lng in r.geometry],
+            }
+            for r in plan.routes
+        ],
+        "unassigned": [{"parcel_id": k, "reason": v} for k, v in sorted(plan.unassigned.items())],
+        "feasible": plan.feasible,
+    }
+
+
+def _allocation(api: FulfillmentApi) -> AllocationService:
+    if api.allocation is None:
+        raise NotFound("allocation is not configured on this server")
+    return api.allocation
+
+
+def _warehouse_out(w: Warehouse, stock: dict[str, dict[str, int]]) -> dict[str, Any]:
+    return {
+        "id": w.id,
+        "location": {"lat": w.location.lat, "lng": w.location.lng},
+        "handling_cost_minor": w.handling_cost_minor,
+        "cutoff_s": w.cutoff_s,
+        "capacity_orders": w.capacity_orders,
+        "pick_time_s": w.pick_time_s,
+        "stock": stock,
+    }
+
+
+def order_out(stored: StoredOrder) -> dict[str, Any]:
+    """An order with its decision: the allocation explanation, or the reason it is unallocated."""
+    order = stored.order
+    return {
+        "id": order.id,
+        "status": stored.status,
+        "sla": order.sla.value,
+        "destination": {"lat": order.destination.lat, "lng": order.destination.lng},
+        "placed_at_s": order.placed_at_s,
+        "lines": [{"sku": line.sku, "qty": line.qty} for line in order.lines],
+        "allocation": None if stored.allocation is None else allocation_to_dict(stored.allocation),
+        "reason": stored.reason,
+    }
