@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.optimize import linear_sum_assignment
 
 from hexcity.dispatch.domain.matching import (
     AdaptiveWindow,
@@ -39,6 +40,18 @@ def haversine_eta(drivers: Sequence[LatLng], riders: Sequence[LatLng]) -> np.nda
     ).reshape(len(drivers), len(riders))
 
 
+def vector_eta(drivers: Sequence[LatLng], riders: Sequence[LatLng]) -> np.ndarray:
+    """The same haversine ETA, vectorised (for the larger property tests)."""
+    d = np.radians(np.array(drivers, dtype=np.float64).reshape(-1, 2))
+    r = np.radians(np.array(riders, dtype=np.float64).reshape(-1, 2))
+    h = (
+        np.sin((r[None, :, 0] - d[:, None, 0]) / 2) ** 2
+        + np.cos(d[:, None, 0]) * np.cos(r[None, :, 0]) * np.sin((r[None, :, 1] - d[:, None, 1]) / 2) ** 2
+    )
+    out: np.ndarray = 2 * 6_371_008.8 * np.arcsin(np.minimum(1.0, np.sqrt(h))) / SPEED_MPS
+    return out
+
+
 def matrix_eta(riders: Sequence[Rider], drivers: Sequence[Driver], eta_rd: np.ndarray):  # type: ignore[no-untyped-def]
     """An ETA port that returns a fixed (rider, driver) matrix, looked up by position."""
     r_ix = {r.latlng: i for i, r in enumerate(riders)}
@@ -57,11 +70,13 @@ def matrix_eta(riders: Sequence[Rider], drivers: Sequence[Driver], eta_rd: np.nd
 def one_zone(n_riders: int, n_drivers: int) -> tuple[list[Rider], list[Driver]]:
     riders = [Rider(f"r{i}", CLAT + 0.0005 * i, CLNG) for i in range(n_riders)]
     drivers = [Driver(f"d{j}", CLAT, CLNG + 0.0005 * (j + 1)) for j in range(n_drivers)]
-    assert len({x.zone for x in [*riders, *drivers]}) == 1
+    assert len({r.zone for r in riders} | {d.zone for d in drivers}) == 1
     return riders, drivers
 
 
-def random_fleet(rng: np.random.Generator, n_riders: int, n_drivers: int, span_deg: float = 0.08):
+def random_fleet(
+    rng: np.random.Generator, n_riders: int, n_drivers: int, span_deg: float = 0.08
+) -> tuple[list[Rider], list[Driver]]:
     rl = rng.uniform(-span_deg, span_deg, size=(n_riders, 2))
     dl = rng.uniform(-span_deg, span_deg, size=(n_drivers, 2))
     riders = [Rider(f"r{i}", 49.41 + a, 8.69 + b) for i, (a, b) in enumerate(rl)]
@@ -240,3 +255,99 @@ def test_adaptive_window_ewma_and_clamp() -> None:
     slow = AdaptiveWindow(AdaptiveWindowParams(k_target=30.0))
     slow.observe(1, 1.0)
     assert slow.window_s() == 5.0
+
+
+def _full_optimum(cost_rd: np.ndarray) -> float:
+    rows, cols = linear_sum_assignment(cost_rd)
+    return float(cost_rd[rows, cols].sum())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 12).flatmap(
+        lambda n: st.integers(1, 20).flatmap(
+            lambda m: st.lists(st.integers(0, 900).map(float), min_size=n * m, max_size=n * m).map(
+                lambda v: np.array(v, dtype=np.float64).reshape(n, m)
+            )
+        )
+    )
+)
+def test_one_shard_equals_scipy_optimum_and_never_above_greedy(eta_rd: np.ndarray) -> None:
+    """Every edge allowed, one zone, one shard: the batch is the SciPy optimum of the same matrix."""
+    n, m = eta_rd.shape
+    riders, drivers = one_zone(n, m)
+    eta = matrix_eta(riders, drivers, eta_rd)
+    got = match_batch(riders, drivers, eta, NO_BEARING)
+    greedy = greedy_match(riders, drivers, eta, NO_BEARING)
+    assert len(got) == len(greedy) == min(n, m)
+    assert sum(a.eta_s for a in got) == pytest.approx(_full_optimum(eta_rd), abs=1e-9)
+    assert sum(a.eta_s for a in got) <= sum(a.eta_s for a in greedy) + 1e-9
+
+
+def test_one_shard_with_bearing_equals_scipy_optimum_of_cost() -> None:
+    """With the default cost (bearing term), the batch minimises that cost, not the ETA alone."""
+    rng = np.random.default_rng(21)
+    for _ in range(10):
+        pts = rng.uniform(-0.008, 0.008, size=(30, 2))
+        riders = [Rider(f"r{i}", CLAT + a, CLNG + b) for i, (a, b) in enumerate(pts[:10])]
+        drivers = [
+            Driver(f"d{j}", CLAT + a, CLNG + b, bearing_deg=float(rng.uniform(0, 360)))
+            for j, (a, b) in enumerate(pts[10:])
+        ]
+        assert len({r.zone for r in riders} | {d.zone for d in drivers}) == 1
+        params = MatchParams(max_pickup_eta_s=10_000.0)
+        got = match_batch(riders, drivers, haversine_eta, params)
+        greedy = greedy_match(riders, drivers, haversine_eta, params)
+        eta_rd = haversine_eta([d.latlng for d in drivers], [r.latlng for r in riders]).T
+        brg = np.array(
+            [
+                [
+                    math.degrees(
+                        math.atan2(
+                            math.sin(math.radians(r.lng - d.lng)) * math.cos(math.radians(r.lat)),
+                            math.cos(math.radians(d.lat)) * math.sin(math.radians(r.lat))
+                            - math.sin(math.radians(d.lat))
+                            * math.cos(math.radians(r.lat))
+                            * math.cos(math.radians(r.lng - d.lng)),
+                        )
+                    )
+                    for d in drivers
+                ]
+                for r in riders
+            ]
+        )
+        heading = np.array([d.bearing_deg for d in drivers], dtype=np.float64)
+        cost_rd = eta_rd + 60.0 * (1.0 - np.cos(np.radians(brg - heading[None, :]))) / 2.0
+        assert len(got) == 10
+        assert sum(a.cost for a in got) == pytest.approx(_full_optimum(cost_rd), abs=1e-6)
+        assert sum(a.cost for a in got) <= sum(a.cost for a in greedy) + 1e-9
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 120),
+    st.integers(1, 200),
+    st.sampled_from([0.005, 0.03, 0.1]),
+    st.sampled_from(["nearest_rider", "own_zone"]),
+    st.integers(1, 30),
+    st.integers(1, 40),
+)
+def test_no_driver_twice_across_shards(
+    seed: int, n: int, m: int, span: float, rule: Literal["nearest_rider", "own_zone"], cap_r: int, cap_d: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    riders, drivers = random_fleet(rng, n, m, span_deg=span)
+    params = MatchParams(lock_rule=rule, max_riders_per_shard=cap_r, max_drivers_per_shard=cap_d)
+    shards = build_shards(riders, drivers, params)
+    in_shards = [d.id for s in shards for d in s.drivers]
+    assert len(in_shards) == len(set(in_shards))
+    assert sorted(r.id for s in shards for r in s.riders) == sorted(r.id for r in riders)
+    assert all(len(s.riders) <= cap_r and len(s.drivers) <= cap_d for s in shards)
+    allowed_pairs = {
+        (s.riders[i].id, s.drivers[j].id) for s in shards for i, c in enumerate(s.candidates) for j in c
+    }
+    got = match_batch(riders, drivers, vector_eta, params)
+    assert len({a.driver_id for a in got}) == len(got)
+    assert len({a.rider_id for a in got}) == len(got)
+    assert all((a.rider_id, a.driver_id) in allowed_pairs and a.eta_s <= 600.0 for a in got)
