@@ -27,7 +27,7 @@ for its whole duration (a few ms at 3 km with 100,000 drivers). Timeouts are the
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -36,6 +36,7 @@ from hexcity.dispatch.domain.index import (
     DEFAULT_NEARBY_LIMIT,
     DriverIndexFull,
     IndexParams,
+    InvalidIndexInput,
     NearbyDriver,
     cell_of,
     rank_nearby,
@@ -260,6 +261,44 @@ class RedisDriverIndex:
             raise DriverIndexFull(
                 f"driver index full ({self.params.max_drivers} drivers); refusing new driver {driver_id!r}"
             )
+
+    async def upsert_many(
+        self, rows: Sequence[tuple[str, float, float, str, float]]
+    ) -> list[BaseException | None]:
+        """Many upserts in one pipelined round trip, each still one atomic script. Per row: ``None``,
+        ``InvalidIndexInput`` or ``DriverIndexFull``; raises only if the round trip itself fails."""
+        outcomes: list[BaseException | None] = [None] * len(rows)
+        pipe = self._client.pipeline(transaction=False)
+        sent: list[int] = []
+        for i, (driver_id, lat, lng, status, seen_at_s) in enumerate(rows):
+            try:
+                validate_upsert(driver_id, lat, lng, status, seen_at_s)
+            except InvalidIndexInput as exc:
+                outcomes[i] = exc
+                continue
+            cell = cell_of(lat, lng, self.params.resolution)
+            args: list[str | int] = [
+                self._prefix,
+                driver_id,
+                cell,
+                repr(lat),
+                repr(lng),
+                status,
+                repr(seen_at_s),
+                self.params.max_drivers,
+            ]
+            await self._upsert(keys=[self.driver_key(driver_id), self._seen_key], args=args, client=pipe)
+            sent.append(i)
+        if sent:
+            results = await pipe.execute(raise_on_error=False)
+            for i, result in zip(sent, results, strict=True):
+                if isinstance(result, BaseException):
+                    outcomes[i] = result
+                elif int(result) < 0:
+                    outcomes[i] = DriverIndexFull(
+                        f"driver index full ({self.params.max_drivers} drivers); refusing {rows[i][0]!r}"
+                    )
+        return outcomes
 
     async def remove(self, driver_id: str) -> bool:
         result = await self._remove(
