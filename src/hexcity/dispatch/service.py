@@ -58,6 +58,7 @@ __all__ = [
     "DispatchSettings",
     "DriverAvailability",
     "Notifier",
+    "TripPayments",
     "TripRouter",
 ]
 
@@ -121,6 +122,19 @@ class Notifier(Protocol):
     async def send(self, client_id: str, kind: str, payload: dict[str, Any]) -> Any: ...
 
 
+class TripPayments(Protocol):
+    """The ride's money: authorise the fare at match, capture at completion, void on cancel.
+
+    Each call is idempotent per trip and may raise a HexcityError (e.g. the payment is refused).
+    """
+
+    def authorize(self, trip: Trip) -> None: ...
+
+    def capture(self, trip: Trip) -> None: ...
+
+    def void(self, trip: Trip) -> None: ...
+
+
 class DriverAvailability(Protocol):
     """Tells ingestion that a driver is on a trip (busy) or free again."""
 
@@ -169,6 +183,7 @@ class DispatchService:
         surge: SurgeModel | None = None,
         notifier: Notifier | None = None,
         availability: DriverAvailability | None = None,
+        payments: TripPayments | None = None,
         tariffs: dict[str, Tariff] | None = None,
         match_params: MatchParams | None = None,
         registry: CollectorRegistry = REGISTRY,
@@ -184,6 +199,7 @@ class DispatchService:
         self.surge = surge or SurgeModel(clock=clock)
         self.notifier = notifier
         self.availability = availability
+        self.payments = payments
         self.tariffs = tariffs or DEFAULT_TARIFFS
         self.match_params = match_params or MatchParams(
             max_pickup_eta_s=s.max_pickup_eta_s, candidates_per_rider=s.candidates_per_rider
@@ -201,6 +217,7 @@ class DispatchService:
         self._lock = asyncio.Lock()  # one window at a time in this process
         self.last_stats = MatchStats()
         self.windows = 0
+        self._payment_failures_total = 0
         self._offers_c, self._trips_c, self._window_h, self._waiting_g = _metrics(registry)
 
     # ---- lifecycle ------------------------------------------------------------------------------
@@ -292,6 +309,13 @@ class DispatchService:
         self._offers_c.labels(outcome="accepted").inc()
         self._trips_c.labels(status=str(trip.status)).inc()
         self._waiting.pop(trip.trip_id, None)
+        if self.payments is not None:
+            try:
+                await asyncio.to_thread(self.payments.authorize, trip)
+            except Exception as exc:  # refused or payments down: the ride cannot go ahead unpaid
+                log.warning("dispatch_fare_authorisation_failed", trip=trip.trip_id, error=repr(exc)[:200])
+                self._payment_failures_total += 1
+                return await self.cancel(trip.trip_id, Actor.DISPATCH, None, "payment authorisation failed")
         if self.availability is not None:
             await _maybe_await(self.availability.mark_busy(driver_id))
         await self._notify(f"rider:{trip.rider_id}", "trip", trip.public())
@@ -311,6 +335,8 @@ class DispatchService:
         _check_id("trip_id", trip_id)
         trip = await asyncio.to_thread(self.store.transition, trip_id, to, actor, actor_id, self.clock())
         self._trips_c.labels(status=str(trip.status)).inc()
+        if trip.status is TripStatus.COMPLETED:
+            await self._settle(self.payments.capture if self.payments else None, trip)
         if trip.is_terminal:
             self._waiting.pop(trip.trip_id, None)
             if trip.driver_id is not None and self.availability is not None:
@@ -335,11 +361,28 @@ class DispatchService:
             offer = await asyncio.to_thread(self.store.get_offer, before.offer_id)
             await self._notify(f"driver:{offer.driver_id}", "offer_cancelled", offer.public())
         if trip.driver_id is not None:
+            await self._settle(self.payments.void if self.payments else None, trip)
             if self.availability is not None:
                 await _maybe_await(self.availability.mark_available(trip.driver_id))
             await self._notify(f"driver:{trip.driver_id}", "trip", trip.public())
         await self._notify(f"rider:{trip.rider_id}", "trip", trip.public())
         return trip
+
+    async def _settle(self, call: Callable[[Trip], None] | None, trip: Trip) -> None:
+        """Capture or void; a failure is logged and counted, never undoes the trip (the payments
+        reconciliation report lists trips whose money did not settle)."""
+        if call is None:
+            return
+        try:
+            await asyncio.to_thread(call, trip)
+        except Exception as exc:
+            self._payment_failures_total += 1
+            log.error(
+                "dispatch_settlement_failed",
+                trip=trip.trip_id,
+                status=str(trip.status),
+                error=repr(exc)[:200],
+            )
 
     # ---- surge ----------------------------------------------------------------------------------
     def surge_at(self, point: LatLng) -> dict[str, Any]:

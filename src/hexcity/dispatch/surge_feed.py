@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 import h3
 
@@ -28,16 +28,38 @@ class SurgeFeedingIndex:
 
     def __init__(self, inner: DriverIndex, surge: SurgeModel, clock: Callable[[], float] = time.time) -> None:
         self.inner = inner
+        self.params: IndexParams = inner.params
         self.surge = surge
         self.clock = clock
         self._cell: OrderedDict[str, str] = OrderedDict()  # driver → last res-7 cell (bounded)
 
-    @property
-    def params(self) -> IndexParams:
-        return self.inner.params
-
     async def upsert(self, driver_id: str, lat: float, lng: float, status: str, seen_at_s: float) -> None:
         await self.inner.upsert(driver_id, lat, lng, status, seen_at_s)
+        self._observe(driver_id, lat, lng, status)
+
+    async def upsert_many(
+        self, rows: Sequence[tuple[str, float, float, str, float]]
+    ) -> list[BaseException | None]:
+        """The inner index's batched write when it has one (Redis: one round trip), else one by one;
+        per row ``None`` or the error, as the intake expects. Rows written count as supply."""
+        batched = getattr(self.inner, "upsert_many", None)
+        outcomes: list[BaseException | None]
+        if batched is not None:
+            outcomes = list(await batched(rows))
+        else:
+            outcomes = []
+            for driver_id, lat, lng, status, seen_at_s in rows:
+                try:
+                    await self.inner.upsert(driver_id, lat, lng, status, seen_at_s)
+                    outcomes.append(None)
+                except Exception as exc:  # reported per row, like the batched path
+                    outcomes.append(exc)
+        for (driver_id, lat, lng, status, _), outcome in zip(rows, outcomes, strict=True):
+            if outcome is None:
+                self._observe(driver_id, lat, lng, status)
+        return outcomes
+
+    def _observe(self, driver_id: str, lat: float, lng: float, status: str) -> None:
         if status in SUPPLY_STATUSES:
             cell = str(h3.latlng_to_cell(lat, lng, SURGE_RES))
             self.surge.observe_driver(driver_id, cell, self.clock())

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from hexcity.infra.bus.port import Delivery, EventBus, Handler
 from hexcity.infra.logging import get_logger
-from hexcity.infra.sql import outbox, processed_events
+from hexcity.infra.sql import outbox, processed_events, writer
 from hexcity.kernel.events import Event
 
 log = get_logger(__name__)
@@ -125,7 +125,7 @@ class OutboxRelay:
         query = select(outbox).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id).limit(self.batch_size)
         if self._skip_locked:
             query = query.with_for_update(skip_locked=True)
-        with Session(self.engine) as session, session.begin():
+        with Session(writer(self.engine)) as session, session.begin():
             rows = session.execute(query).all()
             sent: list[int] = []
             for row in rows:
@@ -206,7 +206,7 @@ def idempotent(handler: SessionHandler, engine: Engine, consumer_name: str) -> H
 
     async def _apply_once(delivery: Delivery, event_id: str) -> None:
         try:
-            with Session(engine) as session, session.begin():
+            with Session(writer(engine)) as session, session.begin():
                 seen = session.execute(
                     select(processed_events.c.event_id).where(
                         processed_events.c.consumer == consumer_name,

@@ -67,10 +67,8 @@ def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
 
     PostgreSQL (``postgresql+psycopg://...``): pool of 5 + 5 overflow, 5 s pool and connect
     timeouts, pre-ping, 30 s statement timeout and 5 s lock timeout. SQLite: 5 s busy timeout;
-    the parent directory of a file database is created, and transactions are real: the driver's
-    own transaction handling is switched off and SQLAlchemy emits ``BEGIN`` itself (pysqlite
-    otherwise starts a transaction only at the first write, so a SAVEPOINT opened before it acts
-    as the outer transaction and its RELEASE commits).
+    the parent directory of a file database is created, write-ahead logging is on, and every
+    transaction starts with ``BEGIN IMMEDIATE`` (see :func:`_sqlite_real_transactions`).
     """
     parsed = make_url(url or DEFAULT_DATABASE_URL)
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
@@ -97,25 +95,36 @@ def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
 
 
 def _sqlite_real_transactions(engine: Engine) -> None:
-    """The SQLAlchemy recipe for pysqlite's transaction handling (see :func:`make_engine`)."""
+    """SQLite with real, serialised transactions (the SQLAlchemy recipe for pysqlite, plus locking).
+
+    pysqlite by default opens a transaction only at the first write, so a SAVEPOINT before it acts
+    as the outer transaction and its RELEASE commits; its driver-level handling is switched off
+    and SQLAlchemy emits ``BEGIN`` itself. The BEGIN is ``IMMEDIATE``: SQLite has one writer, and a
+    deferred transaction that read first and then tries to write while another connection writes
+    fails at once with "database is locked" (no busy wait, to avoid a deadlock); taking the write
+    lock up front makes transactions queue for up to the busy timeout instead. A caller may ask for
+    ``execution_options(sqlite_begin="deferred")`` for a long read-only transaction.
+    """
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the writer's fsync
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        immediate = connection.get_execution_options().get("sqlite_begin") == "immediate"
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        deferred = connection.get_execution_options().get("sqlite_begin") == "deferred"
+        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def writer(engine: Engine) -> Engine:
-    """The same engine for read-then-write transactions.
-
-    On SQLite they start with ``BEGIN IMMEDIATE`` (take the write lock first, wait up to the busy
-    timeout for it), so two such transactions queue instead of failing with "database is locked"
-    when both read and then try to write. Other databases are unaffected (they lock rows).
-    """
+    """The engine for read-then-write transactions: ``BEGIN IMMEDIATE`` on SQLite (the default
+    there already; this states the intent where it matters), unchanged elsewhere."""
     if engine.dialect.name != "sqlite":
         return engine
     return engine.execution_options(sqlite_begin="immediate")

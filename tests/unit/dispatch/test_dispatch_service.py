@@ -17,13 +17,20 @@ import pytest
 from numpy.typing import NDArray
 from prometheus_client import CollectorRegistry
 
-from hexcity.dispatch import InMemoryDriverIndex
+from hexcity.dispatch import InMemoryDriverIndex, LedgerTripPayments
 from hexcity.dispatch.adapters.trip_store_sql import SqlTripStore
 from hexcity.dispatch.domain.trips import Actor, OfferStatus, TripStatus
 from hexcity.dispatch.errors import OfferUnavailable, UnknownProduct
 from hexcity.dispatch.service import DispatchService, DispatchSettings
 from hexcity.infra.sql import make_engine
 from hexcity.kernel import InvalidInput, LatLng, haversine_m
+from hexcity.payments import (
+    PaymentService,
+    SqlLedger,
+    driver_account,
+    platform_revenue_account,
+    wallet_account,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -113,7 +120,9 @@ async def test_window_offers_nearest_and_accept_runs_the_trip(tmp_path: Path) ->
         await put_driver(index, "far", 49.4200, 8.6900)  # ~1.1 km
         trip_id = await request_trip(service, "r1")
         offers = await service.run_window()
-        assert [(o.trip_id, o.driver_id, o.status) for o in offers] == [(trip_id, "near", OfferStatus.PENDING)]
+        assert [(o.trip_id, o.driver_id, o.status) for o in offers] == [
+            (trip_id, "near", OfferStatus.PENDING)
+        ]
         assert rec.kinds("driver:near") == ["offer"]
         assert service.waiting == 0
         trip = await service.accept("near", offers[0].offer_id)
@@ -129,7 +138,7 @@ async def test_window_offers_nearest_and_accept_runs_the_trip(tmp_path: Path) ->
 
 
 async def test_decline_excludes_the_driver_and_rematches(tmp_path: Path) -> None:
-    service, index, rec = build(tmp_path)
+    service, index, _ = build(tmp_path)
     async with service:
         await put_driver(index, "near", 49.4110, 8.6900)
         await put_driver(index, "far", 49.4200, 8.6900)
@@ -180,3 +189,53 @@ async def test_offer_times_out_and_the_rider_is_rematched(tmp_path: Path) -> Non
             await service.accept("sleepy", sleepy["offer_id"])
         trip = await service.accept("awake", awake["offer_id"])
         assert trip.driver_id == "awake"
+
+
+def build_with_payments(tmp_path: Path) -> tuple[DispatchService, InMemoryDriverIndex, PaymentService]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    payments = PaymentService(SqlLedger(engine))
+    payments.create_schema()
+    index = InMemoryDriverIndex()
+    service = DispatchService(
+        SqlTripStore(engine),
+        index,
+        StraightRouter(),
+        payments=LedgerTripPayments(payments),
+        registry=CollectorRegistry(),
+    )
+    return service, index, payments
+
+
+async def test_a_completed_ride_is_paid_through_the_ledger(tmp_path: Path) -> None:
+    """Card shortfall topped up, fare authorised at accept, captured at completion: 15 % to the
+    platform, the rest to the driver, the books balanced (the real payments module, on SQLite)."""
+    service, index, payments = build_with_payments(tmp_path)
+    async with service:
+        await put_driver(index, "d1", 49.4110, 8.6900)
+        trip_id = await request_trip(service, "r1")
+        [offer] = await service.run_window()
+        trip = await service.accept("d1", offer.offer_id)
+        fare = trip.fare_cents
+        wallet = wallet_account("r1", "EUR").id
+        assert payments.account(wallet).available_minor == 0  # the whole fare is held
+        for status in (TripStatus.DRIVER_ARRIVING, TripStatus.IN_TRIP, TripStatus.COMPLETED):
+            await service.advance(trip_id, status, Actor.DRIVER, "d1")
+        fee = fare * 1500 // 10_000
+        assert payments.account(wallet).balance_minor == 0
+        assert payments.account(driver_account("d1", "EUR").id).balance_minor == fare - fee
+        assert payments.account(platform_revenue_account("EUR").id).balance_minor == fee
+        assert payments.ledger.total_balance()[0] == 0
+
+
+async def test_cancelling_a_matched_ride_voids_the_fare(tmp_path: Path) -> None:
+    service, index, payments = build_with_payments(tmp_path)
+    async with service:
+        await put_driver(index, "d1", 49.4110, 8.6900)
+        trip_id = await request_trip(service, "r1")
+        [offer] = await service.run_window()
+        trip = await service.accept("d1", offer.offer_id)
+        await service.cancel(trip_id, Actor.RIDER, "r1")
+        wallet = payments.account(wallet_account("r1", "EUR").id)
+        assert (wallet.balance_minor, wallet.available_minor) == (trip.fare_cents, trip.fare_cents)
+        assert payments.account(driver_account("d1", "EUR").id).balance_minor == 0
+        assert payments.ledger.total_balance()[0] == 0

@@ -33,3 +33,18 @@ def test_upserts_are_supply_and_removes_are_disconnects() -> None:
         assert not await index.remove("never-there")
 
     asyncio.run(main())
+
+
+def test_batched_writes_are_supply_and_report_each_row() -> None:
+    async def main() -> None:
+        surge = SurgeModel(clock=lambda: T0)
+        index = SurgeFeedingIndex(InMemoryDriverIndex(), surge, clock=lambda: T0)
+        cell = str(h3.latlng_to_cell(LAT, LNG, 7))
+        outcomes = await index.upsert_many(
+            [("a", LAT, LNG, "online", T0), ("b", 95.0, LNG, "online", T0), ("c", LAT, LNG, "busy", T0)]
+        )
+        assert [type(o).__name__ for o in outcomes] == ["NoneType", "InvalidIndexInput", "NoneType"]
+        assert surge.supply_demand(cell, T0) == (2, 0)
+        assert await index.count() == 2
+
+    asyncio.run(main())

@@ -25,9 +25,9 @@ from hexcity.infra.auth.errors import AuthError, Forbidden, Unauthenticated
 from hexcity.infra.auth.openapi import install_openapi_security, secure_openapi_schema
 from hexcity.infra.auth.principal import (
     ALL_SCOPES,
+    LOCATIONS_WRITE,
     ROLE_SCOPES,
     ROUTING_READ,
-    LOCATIONS_WRITE,
     WEBHOOKS_WRITE,
     OwnerKind,
     Principal,
@@ -86,10 +86,10 @@ def install_auth(
 
 __all__ = [
     "ALL_SCOPES",
+    "LOCATIONS_WRITE",
     "ROLE_SCOPES",
     "ROUTING_READ",
     "ROUTING_ROUTE_SCOPES",
-    "LOCATIONS_WRITE",
     "WEBHOOKS_WRITE",
     "ApiKeyStore",
     "AuthError",

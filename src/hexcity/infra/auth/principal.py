@@ -28,13 +28,37 @@ LOCATIONS_WRITE = "locations:write"  # drivers (and trackers/simulators) report 
 ROLE_SCOPES: dict[Role, frozenset[str]] = {
     Role.SERVICE: frozenset({ROUTING_READ, WEBHOOKS_WRITE, LOCATIONS_WRITE, "vrp:solve"}),
     Role.RIDER: frozenset(
-        {ROUTING_READ, "trips:read", "trips:write", "orders:read", "orders:write", "payments:read", "payments:write"}
+        {
+            ROUTING_READ,
+            "trips:read",
+            "trips:write",
+            "orders:read",
+            "orders:write",
+            "payments:read",
+            "payments:write",
+        }
     ),
     Role.DRIVER: frozenset(
-        {ROUTING_READ, LOCATIONS_WRITE, "offers:read", "offers:write", "trips:read", "trips:write", "payments:read"}
+        {
+            ROUTING_READ,
+            LOCATIONS_WRITE,
+            "offers:read",
+            "offers:write",
+            "trips:read",
+            "trips:write",
+            "payments:read",
+        }
     ),
     Role.MERCHANT: frozenset(
-        {ROUTING_READ, "shops:read", "shops:write", "orders:read", "orders:write", "payments:read", "vrp:solve"}
+        {
+            ROUTING_READ,
+            "shops:read",
+            "shops:write",
+            "orders:read",
+            "orders:write",
+            "payments:read",
+            "vrp:solve",
+        }
     ),
     Role.ADMIN: frozenset(
         {
