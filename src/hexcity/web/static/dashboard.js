@@ -1,0 +1,383 @@
+/* hexcity dashboard: MapLibre GL map of our own roads + live feed (SSE read with fetch). */
+"use strict";
+
+(function () {
+  const STATE = {
+    token: null,
+    drivers: new Map(), // id -> [lat, lng, status]
+    trips: new Map(), // id -> trip view
+    cells: [],
+    surge: new Map(), // cell -> surge answer
+    kpis: [],
+    framesReceived: 0,
+    eventsReceived: 0,
+    lastRoute: null,
+    lastCell: null,
+    routePoints: [],
+    roadsLoaded: 0,
+  };
+  const MAX_EVENTS_SHOWN = 100;
+  const MAX_KPI_POINTS = 600;
+  const MAX_SURGE_LOOKUPS = 40;
+  const el = (id) => document.getElementById(id);
+
+  function setConn(text, cls) {
+    const c = el("conn");
+    c.textContent = text;
+    c.className = "conn " + (cls || "");
+  }
+
+  async function getToken() {
+    const r = await fetch("/web/v1/demo/token");
+    if (!r.ok) throw new Error("no demo token (" + r.status + "): this page needs a demo server on loopback");
+    STATE.token = (await r.json()).token;
+  }
+
+  async function api(path, init) {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (!STATE.token) await getToken();
+      const r = await fetch(path, Object.assign({}, init, { headers: { Authorization: "Bearer " + STATE.token } }));
+      if (r.status === 401 && attempt === 0) { STATE.token = null; continue; }
+      return r;
+    }
+    throw new Error("unauthorised");
+  }
+
+  // ---- map ---------------------------------------------------------------------------------------
+  const fc = (features) => ({ type: "FeatureCollection", features: features });
+  const map = new maplibregl.Map({
+    container: "map",
+    style: {
+      version: 8,
+      sources: {},
+      layers: [{ id: "background", type: "background", paint: { "background-color": "#f2efe9" } }],
+    },
+    center: [0, 0],
+    zoom: 1,
+    attributionControl: false,
+  });
+  map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
+
+  function addLayers() {
+    map.addSource("cells", { type: "geojson", data: fc([]) });
+    map.addSource("roads", { type: "geojson", data: fc([]) });
+    map.addSource("trips", { type: "geojson", data: fc([]) });
+    map.addSource("drivers", { type: "geojson", data: fc([]) });
+    map.addSource("route", { type: "geojson", data: fc([]) });
+    map.addSource("route-points", { type: "geojson", data: fc([]) });
+    map.addLayer({
+      id: "cells-fill", type: "fill", source: "cells",
+      paint: {
+        "fill-color": ["interpolate", ["linear"], ["coalesce", ["get", "multiplier"], 1],
+          1, "rgba(255, 214, 102, 0.10)", 1.5, "rgba(245, 150, 30, 0.35)", 3.5, "rgba(190, 40, 0, 0.55)"],
+      },
+    });
+    map.addLayer({ id: "cells-line", type: "line", source: "cells", paint: { "line-color": "#b35900", "line-width": 1, "line-opacity": 0.6 } });
+    map.addLayer({
+      id: "roads", type: "line", source: "roads",
+      paint: { "line-color": "#7d7d7d", "line-width": ["interpolate", ["linear"], ["zoom"], 10, 0.6, 15, 2.5] },
+    });
+    map.addLayer({ id: "route", type: "line", source: "route", paint: { "line-color": "#0b5cad", "line-width": 5, "line-opacity": 0.85 } });
+    map.addLayer({
+      id: "trips", type: "circle", source: "trips",
+      paint: { "circle-radius": 6, "circle-color": "#ffffff", "circle-stroke-width": 3, "circle-stroke-color": "#6a1b9a" },
+      filter: ["in", ["get", "status"], ["literal", ["requested", "matched"]]],
+    });
+    map.addLayer({
+      id: "drivers", type: "circle", source: "drivers",
+      paint: {
+        "circle-radius": 5,
+        "circle-color": ["match", ["get", "status"], "busy", "#c0392b", "#1b7f3b"],
+        "circle-stroke-width": 1, "circle-stroke-color": "#ffffff",
+      },
+    });
+    map.addLayer({ id: "route-points", type: "circle", source: "route-points", paint: { "circle-radius": 7, "circle-color": "#0b5cad", "circle-stroke-width": 2, "circle-stroke-color": "#fff" } });
+  }
+
+  async function loadRoads() {
+    const r = await api("/web/v1/roads.geojson?profile=car");
+    if (!r.ok) throw new Error("roads: HTTP " + r.status);
+    const data = await r.json();
+    map.getSource("roads").setData(data);
+    STATE.roadsLoaded = data.features.length;
+    const b = data.bbox;
+    map.fitBounds([[b[0], b[1]], [b[2], b[3]]], { padding: 20, duration: 0 });
+  }
+
+  function renderDrivers() {
+    const features = [];
+    for (const [id, d] of STATE.drivers) {
+      features.push({ type: "Feature", geometry: { type: "Point", coordinates: [d[2], d[1]] }, properties: { id: id, status: d[3] } });
+    }
+    map.getSource("drivers").setData(fc(features));
+  }
+
+  function renderTrips() {
+    const features = [];
+    for (const t of STATE.trips.values()) {
+      features.push({ type: "Feature", geometry: { type: "Point", coordinates: t.pickup }, properties: { id: t.trip_id, status: t.status } });
+    }
+    map.getSource("trips").setData(fc(features));
+  }
+
+  function renderCells() {
+    const features = STATE.cells.map((c) => {
+      const s = STATE.surge.get(c.cell);
+      return {
+        type: "Feature",
+        geometry: { type: "Polygon", coordinates: [c.boundary] },
+        properties: { cell: c.cell, supply: c.supply, demand: c.demand, multiplier: s ? s.multiplier : 1 },
+      };
+    });
+    map.getSource("cells").setData(fc(features));
+  }
+
+  async function refreshSurge() {
+    const cells = STATE.cells.slice(0, MAX_SURGE_LOOKUPS);
+    for (const c of cells) {
+      const ring = c.boundary.slice(0, -1);
+      const lng = ring.reduce((a, p) => a + p[0], 0) / ring.length;
+      const lat = ring.reduce((a, p) => a + p[1], 0) / ring.length;
+      const r = await api("/dispatch/v1/surge?lat=" + lat.toFixed(6) + "&lng=" + lng.toFixed(6));
+      if (r.ok) STATE.surge.set(c.cell, await r.json());
+    }
+    renderCells();
+  }
+
+  // ---- route and cell clicks ---------------------------------------------------------------------
+  function fmtDuration(s) {
+    const m = Math.floor(s / 60);
+    return m > 0 ? m + " min " + Math.round(s - m * 60) + " s" : Math.round(s) + " s";
+  }
+  function fmtDistance(m) { return m >= 1000 ? (m / 1000).toFixed(2) + " km" : Math.round(m) + " m"; }
+
+  async function findRoute(a, b) {
+    const out = el("route-result");
+    out.textContent = "routing…";
+    const path = "/route/v1/driving/" + a[0].toFixed(6) + "," + a[1].toFixed(6) + ";" + b[0].toFixed(6) + "," + b[1].toFixed(6) + "?overview=full&geometries=geojson";
+    const r = await api(path);
+    const body = await r.json();
+    if (!r.ok || body.code !== "Ok") {
+      out.textContent = "No route: " + (body.message || body.code || r.status);
+      STATE.lastRoute = { error: body.code || r.status };
+      return;
+    }
+    const route = body.routes[0];
+    map.getSource("route").setData(fc([{ type: "Feature", geometry: route.geometry, properties: {} }]));
+    STATE.lastRoute = { duration_s: route.duration, distance_m: route.distance };
+    out.textContent = "Duration " + fmtDuration(route.duration) + " · Distance " + fmtDistance(route.distance);
+    out.dataset.durationS = String(route.duration);
+    out.dataset.distanceM = String(route.distance);
+  }
+
+  function setRoutePoints() {
+    map.getSource("route-points").setData(fc(STATE.routePoints.map((p) => ({ type: "Feature", geometry: { type: "Point", coordinates: p }, properties: {} }))));
+    const [a, b] = STATE.routePoints;
+    el("route-from").value = a ? a[1].toFixed(5) + ", " + a[0].toFixed(5) : "";
+    el("route-to").value = b ? b[1].toFixed(5) + ", " + b[0].toFixed(5) : "";
+  }
+
+  async function inspectCell(lng, lat) {
+    const out = el("cell-result");
+    const r = await api("/dispatch/v1/surge?lat=" + lat.toFixed(6) + "&lng=" + lng.toFixed(6));
+    const body = await r.json();
+    if (!r.ok) { out.textContent = "Cell: " + (body.message || r.status); return; }
+    STATE.lastCell = body;
+    STATE.surge.set(body.cell, body);
+    out.textContent = "Cell " + body.cell + ": supply " + body.supply + ", demand " + body.demand + ", surge ×" + body.multiplier + (body.frozen ? " (frozen)" : "");
+    renderCells();
+  }
+
+  function mode() { return document.querySelector("input[name=mode]:checked").value; }
+
+  map.on("click", (e) => {
+    const p = [e.lngLat.lng, e.lngLat.lat];
+    if (mode() === "cell") { inspectCell(p[0], p[1]).catch(report); return; }
+    if (STATE.routePoints.length >= 2) STATE.routePoints = [];
+    STATE.routePoints.push(p);
+    setRoutePoints();
+    if (STATE.routePoints.length === 2) findRoute(STATE.routePoints[0], STATE.routePoints[1]).catch(report);
+    else el("route-result").textContent = "Start set; click the destination.";
+  });
+
+  function parseLatLng(text) {
+    const parts = text.split(",").map((s) => Number(s.trim()));
+    if (parts.length !== 2 || parts.some((x) => !Number.isFinite(x))) return null;
+    return [parts[1], parts[0]];
+  }
+  el("route-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const a = parseLatLng(el("route-from").value), b = parseLatLng(el("route-to").value);
+    if (!a || !b) { el("route-result").textContent = "Enter both points as: latitude, longitude"; return; }
+    STATE.routePoints = [a, b];
+    setRoutePoints();
+    findRoute(a, b).catch(report);
+  });
+  el("route-clear").addEventListener("click", () => {
+    STATE.routePoints = [];
+    setRoutePoints();
+    map.getSource("route").setData(fc([]));
+    el("route-result").textContent = "Click two points on the map.";
+  });
+
+  // ---- panels ------------------------------------------------------------------------------------
+  const KPI_LABELS = {
+    drivers_online: "Drivers available", drivers_busy: "Drivers on a trip", trips_active: "Active trips",
+    trips_waiting: "Riders waiting", trips_requested: "Trips requested", trips_completed: "Trips completed",
+    trips_cancelled: "Trips cancelled", offers: "Offers made", mean_pickup_eta_s: "Mean offered pickup ETA (s)",
+  };
+
+  function renderKpis() {
+    const last = STATE.kpis[STATE.kpis.length - 1];
+    if (!last) return;
+    const dl = el("kpi-now");
+    dl.replaceChildren();
+    for (const [k, label] of Object.entries(KPI_LABELS)) {
+      const dt = document.createElement("dt"); dt.textContent = label;
+      const dd = document.createElement("dd"); dd.textContent = last[k] === null || last[k] === undefined ? "–" : String(last[k]);
+      dd.dataset.kpi = k;
+      dl.append(dt, dd);
+    }
+    drawChart();
+  }
+
+  function drawChart() {
+    const canvas = el("kpi-chart");
+    const ctx = canvas.getContext("2d");
+    const w = canvas.width, h = canvas.height, pad = 18;
+    ctx.clearRect(0, 0, w, h);
+    const series = [["drivers_online", "#1b7f3b"], ["drivers_busy", "#c0392b"], ["trips_active", "#0b5cad"], ["trips_waiting", "#6a1b9a"]];
+    const pts = STATE.kpis;
+    if (pts.length < 2) return;
+    let max = 1;
+    for (const p of pts) for (const [k] of series) max = Math.max(max, p[k] || 0);
+    ctx.fillStyle = "#4a4a4a"; ctx.font = "11px system-ui";
+    ctx.fillText(String(max), 2, 11); ctx.fillText("0", 2, h - 4);
+    ctx.strokeStyle = "#c8c8c8"; ctx.beginPath(); ctx.moveTo(pad, h - pad); ctx.lineTo(w, h - pad); ctx.stroke();
+    for (const [k, color] of series) {
+      ctx.strokeStyle = color; ctx.lineWidth = 2; ctx.beginPath();
+      pts.forEach((p, i) => {
+        const x = pad + (i / (pts.length - 1)) * (w - pad - 2);
+        const y = h - pad - ((p[k] || 0) / max) * (h - pad - 6);
+        if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+      });
+      ctx.stroke();
+    }
+  }
+
+  function renderPanels(panels) {
+    const root = el("panels");
+    root.replaceChildren();
+    for (const [name, p] of Object.entries(panels || {})) {
+      const div = document.createElement("div");
+      div.className = "module"; div.dataset.panel = name; div.dataset.state = p.state;
+      const h3 = document.createElement("h3");
+      const badge = document.createElement("span");
+      badge.className = "badge " + p.state;
+      badge.textContent = p.state === "running" ? "running" : p.state === "error" ? "error" : "not running";
+      h3.append(document.createTextNode(p.title), badge);
+      div.append(h3);
+      if (p.data) {
+        const table = document.createElement("table");
+        for (const [k, v] of Object.entries(p.data)) {
+          const tr = document.createElement("tr");
+          const a = document.createElement("td"); a.textContent = k.replace(/_/g, " ");
+          const b = document.createElement("td"); b.textContent = typeof v === "object" ? JSON.stringify(v) : String(v);
+          tr.append(a, b); table.append(tr);
+        }
+        div.append(table);
+      }
+      root.append(div);
+    }
+  }
+
+  function addEvents(events) {
+    const ol = el("events");
+    for (const e of events) {
+      STATE.eventsReceived += 1;
+      const li = document.createElement("li");
+      const t = document.createElement("time");
+      const d = new Date(e.t * 1000);
+      t.dateTime = d.toISOString(); t.textContent = d.toLocaleTimeString();
+      li.append(t, document.createTextNode(e.text));
+      li.dataset.topic = e.topic;
+      ol.prepend(li);
+    }
+    while (ol.children.length > MAX_EVENTS_SHOWN) ol.lastElementChild.remove();
+    el("event-count").textContent = STATE.eventsReceived + " events";
+  }
+
+  // ---- live feed ---------------------------------------------------------------------------------
+  function applyFrame(type, f) {
+    STATE.framesReceived += 1;
+    if (type === "snapshot") {
+      STATE.drivers.clear(); STATE.trips.clear();
+      for (const d of f.drivers) STATE.drivers.set(d[0], d);
+      for (const t of f.trips) STATE.trips.set(t.trip_id, t);
+      STATE.kpis = f.kpis.slice(-MAX_KPI_POINTS);
+      el("events").replaceChildren();
+      addEvents(f.events);
+    } else if (type === "tick") {
+      for (const d of f.drivers) STATE.drivers.set(d[0], d);
+      for (const id of f.gone) STATE.drivers.delete(id);
+      for (const t of f.trips) STATE.trips.set(t.trip_id, t);
+      for (const id of f.ended) STATE.trips.delete(id);
+      STATE.kpis.push(f.kpi);
+      if (STATE.kpis.length > MAX_KPI_POINTS) STATE.kpis.shift();
+      addEvents(f.events);
+    } else {
+      return;
+    }
+    STATE.cells = f.cells;
+    renderDrivers(); renderTrips(); renderCells(); renderKpis(); renderPanels(f.panels);
+  }
+
+  async function streamLive() {
+    for (;;) {
+      try {
+        const r = await api("/web/v1/live");
+        if (!r.ok || !r.body) throw new Error("live: HTTP " + r.status);
+        setConn("live", "ok");
+        const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value;
+          let cut;
+          while ((cut = buf.indexOf("\n\n")) >= 0) {
+            const block = buf.slice(0, cut); buf = buf.slice(cut + 2);
+            let type = "message", data = "";
+            for (const line of block.split("\n")) {
+              if (line.startsWith("event: ")) type = line.slice(7);
+              else if (line.startsWith("data: ")) data += line.slice(6);
+            }
+            if (data) applyFrame(type, JSON.parse(data));
+          }
+        }
+        setConn("live feed ended; reconnecting…", "bad");
+      } catch (err) {
+        setConn("disconnected (" + err.message + "); retrying…", "bad");
+      }
+      await new Promise((res) => setTimeout(res, 2000));
+    }
+  }
+
+  function report(err) {
+    el("route-result").textContent = "Error: " + err.message;
+  }
+
+  map.on("load", async () => {
+    addLayers();
+    try {
+      await loadRoads();
+    } catch (err) {
+      setConn(err.message, "bad");
+      return;
+    }
+    streamLive();
+    setInterval(() => { refreshSurge().catch(() => {}); }, 5000);
+  });
+
+  window.hexcity = { map: map, state: STATE };
+})();
