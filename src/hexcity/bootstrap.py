@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+
+if TYPE_CHECKING:
+    from hexcity.payments import PaymentService
 
 from hexcity.infra import get_logger
 from hexcity.infra.bus import EventBus
 from hexcity.kernel import HexcityError, LatLng
-from hexcity.platform import Platform, PlatformSettings, default_idempotency
+from hexcity.platform import ModuleRuntime, Platform, PlatformSettings, default_idempotency
 from hexcity.routing import (
     Limits,
     RoutingEngine,
@@ -169,7 +175,10 @@ def build_platform(settings: PlatformSettings | None = None) -> Platform:
     """The shared runtime: the bus chosen by ``HEXCITY_BUS_URL`` (in-process by default)."""
     settings = settings or PlatformSettings()
     return Platform(
-        bus=build_bus(settings.bus_url), idempotency=default_idempotency(settings), settings=settings
+        bus=build_bus(settings.bus_url),
+        idempotency=default_idempotency(settings),
+        settings=settings,
+        engine=build_database(settings),
     )
 
 
@@ -186,3 +195,226 @@ def build_bus(url: str) -> EventBus:
     from hexcity.infra.bus.memory import InProcessBus
 
     return InProcessBus()
+
+
+def build_database(settings: PlatformSettings) -> Engine:
+    """The SQL engine for ``HEXCITY_DATABASE_URL`` (SQLite file ``var/hexcity.db`` by default)."""
+    from hexcity.infra.sql import make_engine
+
+    return make_engine(settings.database_url)
+
+
+def build_dispatch(
+    routing: RoutingService, platform: Platform, payments: PaymentService | None = None
+) -> ModuleRuntime:
+    """Dispatch wired to the routing service, the platform's bus and database, and its settings.
+
+    Driver index in memory (default) or on Redis (``HEXCITY_DISPATCH_INDEX_URL``); MQTT intake when
+    ``HEXCITY_DISPATCH_INGEST_MQTT_ENABLED``; surge fed from the index; push over WS/SSE.
+    """
+    import os
+    import socket
+    import time
+    from contextlib import AsyncExitStack, asynccontextmanager
+
+    from hexcity.dispatch import (
+        DispatchService,
+        DispatchSettings,
+        DriverIndex,
+        IngestService,
+        IngestSettings,
+        InMemoryDriverIndex,
+        LazyRoadSnapper,
+        LedgerTripPayments,
+        MqttIntake,
+        PingPipeline,
+        PushHub,
+        PushParams,
+        PushSettings,
+        RedisConnectionDirectory,
+        RedisDriverIndex,
+        RoadRouter,
+        SqlTripStore,
+        SurgeFeedingIndex,
+        SurgeModel,
+        build_dispatch_router,
+        build_ingest_router,
+        build_push_router,
+    )
+
+    if platform.engine is None:
+        raise ValueError("dispatch needs the platform's database")
+    settings = DispatchSettings()
+    ingest_settings = IngestSettings()
+    surge = SurgeModel(clock=time.time)
+    base: DriverIndex
+    if settings.index_url.startswith("redis://"):
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(settings.index_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        base = RedisDriverIndex(client, settings.index_prefix)
+    else:
+        base = InMemoryDriverIndex()
+    index = SurgeFeedingIndex(base, surge)
+    ingest = IngestService(
+        PingPipeline(),
+        index,
+        settings=ingest_settings,
+        snapper=LazyRoadSnapper(routing, settings.profile, ingest_settings.snap_max_distance_m),
+        bus=platform.bus,
+        registry=platform.registry,
+    )
+    push = PushSettings()
+    push_directory = None
+    if push.directory_url.startswith("redis://"):
+        import redis.asyncio as aioredis
+
+        push_directory = RedisConnectionDirectory(
+            aioredis.Redis.from_url(push.directory_url, socket_timeout=2.0, socket_connect_timeout=2.0),
+            push.directory_prefix,
+            push.directory_ttl_s,
+        )
+    hub = PushHub(
+        PushParams(
+            ring_size=push.ring_size,
+            queue_size=push.queue_size,
+            max_clients=push.max_clients,
+            heartbeat_interval_s=push.heartbeat_interval_s,
+            max_payload_bytes=push.max_payload_bytes,
+            max_ring_bytes=push.max_ring_bytes,
+        ),
+        directory=push_directory,
+        node_id=push.node_id or f"{socket.gethostname()}:{os.getpid()}",
+        registry=platform.registry,
+    )
+    service = DispatchService(
+        SqlTripStore(platform.engine),
+        index,
+        RoadRouter(routing, settings.profile),
+        settings=settings,
+        surge=surge,
+        notifier=hub,
+        availability=ingest,
+        payments=None if payments is None else LedgerTripPayments(payments),
+        registry=platform.registry,
+    )
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            hub.start()
+            stack.push_async_callback(hub.aclose)
+            await stack.enter_async_context(ingest)
+            if ingest_settings.mqtt_enabled:
+                await stack.enter_async_context(MqttIntake.from_settings(ingest, ingest_settings))
+            await stack.enter_async_context(service)
+            yield
+
+    return ModuleRuntime(
+        name="dispatch",
+        routers=[
+            build_dispatch_router(service, index),
+            build_ingest_router(ingest, ingest_settings),
+            build_push_router(hub),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def build_payments(platform: Platform) -> tuple[ModuleRuntime, PaymentService]:
+    """Payments on the platform's database (the platform's outbox relay publishes its events);
+    the service is returned too, for the modules that take money through it (rides, orders)."""
+    from contextlib import asynccontextmanager
+
+    from hexcity.payments import (
+        PaymentService,
+        PaymentsSettings,
+        PaymentsWorker,
+        RetryPolicy,
+        SqlLedger,
+        build_payments_router,
+    )
+
+    if platform.engine is None:
+        raise ValueError("payments needs the platform's database")
+    settings = PaymentsSettings()
+    retry = RetryPolicy(settings.retry_max_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s)
+    service = PaymentService(SqlLedger(platform.engine, retry=retry), settings)
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        import asyncio
+
+        await asyncio.to_thread(service.create_schema)
+        async with PaymentsWorker(service, platform.bus):
+            yield
+
+    return ModuleRuntime(
+        name="payments", routers=[build_payments_router(service)], lifespan=lifespan
+    ), service
+
+
+def build_fulfillment(routing: RoutingService, platform: Platform) -> ModuleRuntime:
+    """Fulfillment: VROOM-compatible ``/vrp/v1/solve``, allocation and last mile on the database."""
+    from contextlib import asynccontextmanager
+
+    from hexcity.fulfillment import (
+        AllocationService,
+        CostModel,
+        FulfillmentApi,
+        FulfillmentSettings,
+        LastMilePlanner,
+        OrToolsSolver,
+        PyVrpSolver,
+        RoutingRoadMatrix,
+        SqlAllocationStore,
+        VrpService,
+        VrpSolver,
+        build_fulfillment_router,
+    )
+
+    if platform.engine is None:
+        raise ValueError("fulfillment needs the platform's database")
+    settings = FulfillmentSettings()
+    road = RoutingRoadMatrix(routing.get)
+    solver: VrpSolver = PyVrpSolver() if settings.vrp_backend == "pyvrp" else OrToolsSolver()
+    store = SqlAllocationStore(platform.engine)
+    allocation = AllocationService(
+        store,
+        road,
+        CostModel(split_penalty_minor=settings.split_penalty_minor),
+        max_lines=settings.max_order_lines,
+        max_batch_orders=settings.max_batch_orders,
+    )
+    planner = LastMilePlanner(road, solver, road)  # RoutingRoadMatrix is also the RouteGeometry
+    api = FulfillmentApi(
+        VrpService(settings, solver, road), allocation, planner, max_body_bytes=settings.max_body_bytes
+    )
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        import asyncio
+
+        await asyncio.to_thread(store.create_schema)
+        yield
+
+    return ModuleRuntime(name="fulfillment", routers=[build_fulfillment_router(api)], lifespan=lifespan)
+
+
+def build_modules(routing: RoutingService, platform: Platform) -> list[ModuleRuntime]:
+    """Every business module that is enabled and can run on what is loaded (serve and demo)."""
+    from hexcity.dispatch import DispatchSettings
+    from hexcity.fulfillment import FulfillmentSettings
+    from hexcity.payments import PaymentsSettings
+
+    modules: list[ModuleRuntime] = []
+    payments: PaymentService | None = None
+    if PaymentsSettings().enabled:
+        module, payments = build_payments(platform)
+        modules.append(module)
+    dispatch = DispatchSettings()
+    if dispatch.enabled and dispatch.profile in routing.profiles():
+        modules.append(build_dispatch(routing, platform, payments))
+    if FulfillmentSettings().enabled:
+        modules.append(build_fulfillment(routing, platform))
+    return modules

@@ -13,6 +13,8 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from hexcity import __version__
+from hexcity.demo import demo as demo_command
+from hexcity.fulfillment.commands import vrp_app
 from hexcity.infra import configure_logging
 from hexcity.kernel import HexcityError
 
@@ -27,6 +29,8 @@ auth_app = typer.Typer(help="Access: service API keys.", no_args_is_help=True)
 app.add_typer(auth_app, name="auth")
 db_app = typer.Typer(help="Database: schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(vrp_app, name="vrp")
+app.command(name="demo")(demo_command)
 console = Console(stderr=True, soft_wrap=True)
 
 STAGE_LABELS = {
@@ -146,7 +150,7 @@ def serve(
     import uvicorn
 
     from hexcity.api import create_app
-    from hexcity.bootstrap import build_platform, limits_from, start_loading
+    from hexcity.bootstrap import build_modules, build_platform, limits_from, start_loading
     from hexcity.infra.admin import run_with_admin
     from hexcity.routing import RoutingService, RoutingSettings
 
@@ -168,8 +172,11 @@ def serve(
         f"hexcity {__version__} serving on http://{host}:{port} (profiles: {', '.join(service.profiles())})"
     )
     console.print("Map data © OpenStreetMap contributors (ODbL)")
+    platform = build_platform()
+    modules = build_modules(service, platform)
+    console.print(f"modules: {', '.join(m.name for m in modules) or 'none'}")
     config = uvicorn.Config(
-        create_app(service, auth, build_platform()),
+        create_app(service, auth, platform, modules),
         host=host,
         port=port,
         log_level="warning",
