@@ -298,6 +298,8 @@ def build_dispatch(
         payments=None if payments is None else LedgerTripPayments(payments),
         registry=platform.registry,
     )
+    if settings.require_registered_drivers:
+        ingest.known_driver = service.is_registered
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

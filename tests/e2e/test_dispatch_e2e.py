@@ -76,6 +76,7 @@ def dispatch_server(
         "HEXCITY_DISPATCH_INGEST_MQTT_URL": "mqtt://127.0.0.1:1883",
         "HEXCITY_DISPATCH_WINDOW_MIN_S": "0.5",
         "HEXCITY_DISPATCH_WINDOW_MAX_S": "1.0",
+        "HEXCITY_DISPATCH_REQUIRE_REGISTERED_DRIVERS": "true",
     }
     cmd = [
         sys.executable,
@@ -149,7 +150,11 @@ async def _scenario(base: str, run: str) -> tuple[list[DriverBot], list]:  # typ
             )
             for i in range(N_DRIVERS)
         ]
-        tasks = [asyncio.create_task(b.run(stop)) for b in bots]
+        for bot in bots:  # onboarding: only registered drivers' pings are taken
+            r = await http.post("/dispatch/v1/drivers", json={"driver_id": bot.driver_id}, headers=admin)
+            assert r.status_code == 201, r.text
+        stranger = DriverBot(f"x-{run}", _token(Role.DRIVER, f"x-{run}"), starts[0], config, http, clock, rng)
+        tasks = [asyncio.create_task(b.run(stop)) for b in [*bots, stranger]]
         # drivers are visible once their first pings went through MQTT → pipeline → Redis index
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -210,3 +215,9 @@ def test_trips_complete_end_to_end(dispatch_server: dict[str, str]) -> None:
         if line.startswith("dispatch_pings_total{") and 'verdict="accepted"' in line
     ]
     assert accepted and accepted[0] >= N_DRIVERS * 3
+    unknown = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("dispatch_pings_total{") and 'verdict="unknown_driver"' in line
+    ]
+    assert unknown and unknown[0] >= 3  # the unregistered driver's pings, refused and counted

@@ -55,6 +55,13 @@ class CancelBody(BaseModel):
     reason: str | None = Field(default=None, max_length=255)
 
 
+class DriverBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    driver_id: str = Field(min_length=1, max_length=128)
+    products: list[str] = Field(default_factory=lambda: ["standard"], min_length=1, max_length=8)
+
+
 class StatusBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -163,6 +170,15 @@ def build_dispatch_router(service: DispatchService, index: DriverIndex) -> APIRo
     ) -> Response:
         del principal
         return json_response(service.surge_at(LatLng(lat, lng)))
+
+    @router.post("/drivers", status_code=201)
+    async def register_driver(body: DriverBody, principal: Principal = admin_only) -> Response:
+        del principal
+        created = await service.register_driver(body.driver_id, body.products)
+        return json_response(
+            {"driver_id": body.driver_id, "products": sorted(set(body.products)), "created": created},
+            201 if created else 200,
+        )
 
     @router.get("/drivers/nearby")
     async def nearby(

@@ -43,7 +43,7 @@ from starlette.responses import Response
 
 from hexcity.dispatch.domain.pings import KNOT_MPS, Ping, Verdict, parse_osmand, parse_ping
 from hexcity.dispatch.errors import InvalidPing
-from hexcity.dispatch.ingest import DROPPED, INVALID, QUEUED, IngestService
+from hexcity.dispatch.ingest import DROPPED, INVALID, QUEUED, UNKNOWN_DRIVER, IngestService
 from hexcity.dispatch.settings import IngestSettings
 from hexcity.infra.auth import (
     LOCATIONS_WRITE,
@@ -234,6 +234,8 @@ def build_ingest_router(
             return Response(status_code=200)
         if outcome in (Verdict.INVALID_GEO.value, INVALID):
             return _error(400, "InvalidPing", f"ping rejected: {outcome}")
+        if outcome == UNKNOWN_DRIVER:
+            return _error(404, "UnknownDriver", f"driver {ping.driver_id!r} is not registered")
         if outcome in _OSMAND_RETRY:
             return _json(429, {"code": "RateLimited", "message": outcome}, {"Retry-After": "1"})
         return _json(503, {"code": "Unavailable", "message": outcome}, {"Retry-After": "1"})

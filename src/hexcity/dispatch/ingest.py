@@ -81,8 +81,9 @@ LOCATION_TOPIC: Final = "driver.location.updates"
 DROPPED: Final = "dropped"  # queue full, or the service is not running
 INVALID: Final = "invalid"  # unparseable at a transport, or a driver id the index cannot hold
 ERROR: Final = "errors"  # processing raised (logged); the worker carried on
+UNKNOWN_DRIVER: Final = "unknown_driver"  # not a registered driver (only when a registry is given)
 QUEUED: Final = "queued"  # still queued when the caller stopped waiting (it will be processed)
-COUNTED: Final = (*(v.value for v in Verdict), DROPPED, INVALID, ERROR)
+COUNTED: Final = (*(v.value for v in Verdict), DROPPED, INVALID, ERROR, UNKNOWN_DRIVER)
 LATENCY_BUCKETS_S: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0)
 LATENCY_SAMPLES: Final = 10_000  # recent receipt -> index latencies kept for latency_quantile_s
 TRACEBACK_INTERVAL_S: Final = 10.0  # at most one logged traceback per this, per service
@@ -260,6 +261,7 @@ class IngestService:
         *,
         settings: IngestSettings,
         snapper: Snapper | None = None,
+        known_driver: Callable[[str], bool] | None = None,
         bus: EventBus | None = None,
         registry: CollectorRegistry = REGISTRY,
         clock: Callable[[], float] = time.time,
@@ -268,6 +270,7 @@ class IngestService:
         self.index = index
         self.settings = settings
         self.snapper = snapper
+        self.known_driver = known_driver  # None: every driver id is accepted (embedded default)
         self.bus = bus if settings.publish_locations else None
         self.clock = clock
         fams = _metric_families(registry)
@@ -379,6 +382,9 @@ class IngestService:
         if not driver_id or len(driver_id) > MAX_DRIVER_ID_LEN:
             self._count(INVALID)
             return INVALID
+        if self.known_driver is not None and not self.known_driver(driver_id):
+            self._count(UNKNOWN_DRIVER)
+            return UNKNOWN_DRIVER
         if not self._running:
             self._count(DROPPED)
             return DROPPED

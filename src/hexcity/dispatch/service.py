@@ -102,6 +102,12 @@ class DispatchSettings(BaseSettings):
     quote_ttl_s: float = Field(default=60.0, gt=0, le=3600)
     surge_recompute_s: float = Field(default=10.0, gt=0)
     max_excluded_per_trip: int = Field(default=50, ge=0)
+    require_registered_drivers: bool = Field(
+        default=False,
+        description="refuse pings of drivers not registered with POST /dispatch/v1/drivers (counted "
+        "unknown_driver); off in the embedded default, on in production",
+    )
+    max_registered_drivers: int = Field(default=1_000_000, ge=1)
 
 
 class TripRouter(Protocol):
@@ -218,11 +224,13 @@ class DispatchService:
         self.last_stats = MatchStats()
         self.windows = 0
         self._payment_failures_total = 0
+        self._registered: set[str] = set()
         self._offers_c, self._trips_c, self._window_h, self._waiting_g = _metrics(registry)
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def __aenter__(self) -> DispatchService:
         await asyncio.to_thread(self.store.create_schema)
+        await self.refresh_drivers()
         for trip in await asyncio.to_thread(self.store.unoffered_trips, self.settings.max_pending_trips):
             self._waiting[trip.trip_id] = _Waiting(trip, trip.requested_at_s)
         self._stop.clear()
@@ -242,6 +250,27 @@ class DispatchService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+
+    # ---- drivers --------------------------------------------------------------------------------
+    async def register_driver(self, driver_id: str, products: list[str]) -> bool:
+        """Register a driver for ``products``; ``True`` if new. Idempotent."""
+        _check_id("driver_id", driver_id)
+        unknown = sorted(set(products) - set(self.tariffs))
+        if not products or unknown:
+            raise UnknownProduct(
+                f"products must be among {sorted(self.tariffs)}; got {sorted(set(products))}"
+            )
+        created = await asyncio.to_thread(self.store.register_driver, driver_id, products, self.clock())
+        self._registered.add(driver_id)
+        return created
+
+    def is_registered(self, driver_id: str) -> bool:
+        """For the intake: a registered driver (this process's view, refreshed every sweep)."""
+        return driver_id in self._registered
+
+    async def refresh_drivers(self) -> None:
+        limit = self.settings.max_registered_drivers
+        self._registered = await asyncio.to_thread(self.store.registered_drivers, limit)
 
     # ---- quotes and requests --------------------------------------------------------------------
     async def quote(self, rider_id: str, pickup: LatLng, dropoff: LatLng, product: str) -> StoredQuote:
@@ -524,8 +553,11 @@ class DispatchService:
                 heapq.heappop(self._timers)
                 due = True
             if due or now - last_sweep >= self.settings.sweep_every_s:  # sweep: other processes' offers
+                sweep = now - last_sweep >= self.settings.sweep_every_s
                 last_sweep = now
                 try:
+                    if sweep and self.settings.require_registered_drivers:
+                        await self.refresh_drivers()  # drivers registered through other processes
                     async with self._lock:
                         await self.expire_due()
                 except Exception:

@@ -137,3 +137,19 @@ def test_rider_cancels_and_admin_sees_surge(
         c.get("/dispatch/v1/drivers/nearby", params={"lat": 49.4, "lng": 8.7}, headers=RIDER).status_code
         == 403
     )
+
+
+def test_admins_register_drivers(client: tuple[TestClient, DispatchService, InMemoryDriverIndex]) -> None:
+    c, service, _ = client
+    body = {"driver_id": "d7", "products": ["standard", "xl"]}
+    first = c.post("/dispatch/v1/drivers", json=body, headers=ADMIN)
+    assert (first.status_code, first.json()) == (
+        201,
+        {"driver_id": "d7", "products": ["standard", "xl"], "created": True},
+    )
+    again = c.post("/dispatch/v1/drivers", json=body, headers=ADMIN)
+    assert (again.status_code, again.json()["created"]) == (200, False)
+    assert service.is_registered("d7") and not service.is_registered("d8")
+    assert c.post("/dispatch/v1/drivers", json=body, headers=DRIVER).status_code == 403
+    bad = c.post("/dispatch/v1/drivers", json={"driver_id": "d9", "products": ["rocket"]}, headers=ADMIN)
+    assert (bad.status_code, bad.json()["code"]) == (400, "UnknownProduct")

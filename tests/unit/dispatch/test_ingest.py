@@ -702,3 +702,21 @@ def test_batched_index_writes_use_upsert_many() -> None:
         assert state is not None and state.status == "offline"
 
     run(scenario)
+
+
+def test_pings_of_unregistered_drivers_are_refused_and_counted() -> None:
+    async def scenario() -> None:
+        service, index, _clock, registry = make()
+        service.known_driver = {"d-known"}.__contains__
+        async with service:
+            assert service.submit(ping("d-known", 1))
+            assert not service.submit(ping("d-stranger", 1))
+            assert await service.ingest(ping("d-stranger", 2)) == "unknown_driver"
+            await service.join()
+        assert sample(registry, "unknown_driver") == 2
+        assert sample(registry, "accepted") == 1
+        assert [d.driver_id for d in await index.nearby(ping("x", 1).lat, ping("x", 1).lng, 500)] == [
+            "d-known"
+        ]
+
+    run(scenario)

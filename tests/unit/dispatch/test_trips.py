@@ -333,6 +333,7 @@ def test_schema_is_module_owned() -> None:
     assert sorted(dispatch_metadata.tables) == [
         "dispatch_active_riders",
         "dispatch_driver_locks",
+        "dispatch_drivers",
         "dispatch_offers",
         "dispatch_quotes",
         "dispatch_trips",

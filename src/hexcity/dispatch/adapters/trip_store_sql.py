@@ -154,6 +154,14 @@ driver_locks = Table(
     Column("locked_at_s", Float, nullable=False),
 )
 
+drivers = Table(
+    "dispatch_drivers",
+    metadata,
+    Column("driver_id", String(128), primary_key=True),
+    Column("products", String(255), nullable=False),  # comma-separated product names
+    Column("registered_at_s", Float, nullable=False),
+)
+
 active_riders = Table(
     "dispatch_active_riders",
     metadata,
@@ -306,6 +314,22 @@ class SqlTripStore:
         """Delete quotes that expired before ``before_s`` (a trip keeps its own copy of the fare)."""
         with Session(self._w) as s, s.begin():
             return _rows(s.execute(delete(quotes).where(quotes.c.expires_at_s < before_s)))
+
+    # ---- drivers --------------------------------------------------------------------------------
+    def register_driver(self, driver_id: str, products: list[str], now_s: float) -> bool:
+        """Register (or re-register with new products) a driver; ``True`` if it was new."""
+        with Session(self._w) as s, s.begin():
+            known = s.execute(select(drivers.c.driver_id).where(drivers.c.driver_id == driver_id)).first()
+            joined = ",".join(sorted(set(products)))
+            if known is None:
+                s.execute(insert(drivers).values(driver_id=driver_id, products=joined, registered_at_s=now_s))
+                return True
+            s.execute(update(drivers).where(drivers.c.driver_id == driver_id).values(products=joined))
+            return False
+
+    def registered_drivers(self, limit: int) -> set[str]:
+        with Session(self.engine) as s:
+            return {r.driver_id for r in s.execute(select(drivers.c.driver_id).limit(limit))}
 
     # ---- trips ----------------------------------------------------------------------------------
     def create_trip(self, trip_id: str, quote_id: str, rider_id: str, now_s: float) -> tuple[Trip, bool]:
