@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -405,6 +405,7 @@ def build_fulfillment(routing: RoutingService, platform: Platform) -> ModuleRunt
 
 def build_modules(routing: RoutingService, platform: Platform) -> list[ModuleRuntime]:
     """Every business module that is enabled and can run on what is loaded (serve and demo)."""
+    from hexcity.commerce import CommerceSettings
     from hexcity.dispatch import DispatchSettings
     from hexcity.fulfillment import FulfillmentSettings
     from hexcity.payments import PaymentsSettings
@@ -419,4 +420,53 @@ def build_modules(routing: RoutingService, platform: Platform) -> list[ModuleRun
         modules.append(build_dispatch(routing, platform, payments))
     if FulfillmentSettings().enabled:
         modules.append(build_fulfillment(routing, platform))
+    if CommerceSettings().enabled:
+        modules.append(build_commerce(platform, payments))
     return modules
+
+
+def build_commerce(platform: Platform, payments: PaymentService | None = None) -> ModuleRuntime:
+    """Flash-sale commerce on the platform's database and bus (Redis when
+    ``HEXCITY_COMMERCE_REDIS_URL``); checkout pays through the payments ledger when given."""
+    from contextlib import asynccontextmanager
+
+    from hexcity.commerce import (
+        CommerceService,
+        CommerceSettings,
+        LedgerCheckoutPayments,
+        OrderWriter,
+        PaymentGateway,
+        build_commerce_router,
+        build_commerce_service,
+    )
+
+    if platform.engine is None:
+        raise ValueError("commerce needs the platform's database")
+    settings = CommerceSettings()
+    service: CommerceService | None = None
+
+    def order_of(order_id: str) -> Any:
+        return None if service is None else service.store.get_order(order_id)
+
+    gateway: PaymentGateway | None = None if payments is None else LedgerCheckoutPayments(payments, order_of)
+    service = build_commerce_service(settings, sql_engine=platform.engine, bus=platform.bus, payments=gateway)
+    writer = OrderWriter(
+        service.store,
+        platform.bus,
+        batch_size=settings.persist_batch_size,
+        flush_s=settings.persist_flush_s,
+        max_attempts=settings.persist_max_attempts,
+    )
+    running = service
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        await writer.start()
+        await running.start()
+        try:
+            yield
+        finally:
+            await running.stop()
+            await writer.stop()
+
+    return ModuleRuntime(name="commerce", routers=[build_commerce_router(service)], lifespan=lifespan)

@@ -17,10 +17,48 @@ import pytest
 STARTUP_TIMEOUT_S = 120.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def start_process(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A server process in its own session, output to a file (an unread pipe would block it)."""
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(
+            cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes], base: str, log_path: Path, timeout_s: float = STARTUP_TIMEOUT_S
+) -> None:
+    """Poll ``/health/ready`` until 200; fail with the log's tail if the process dies or times out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{log_path.name}: exited early: {log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{log_path.name}: not ready in {timeout_s:.0f} s: {log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, SIGKILL it after 15 s."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +89,7 @@ def server(
     routing_only_key_entry: tuple[str, str],
 ) -> Iterator[str]:
     """Base URL of a live server with car, bike and foot for Andorra (auth by API key)."""
-    port = _free_port()
+    port = free_port()
     graphs = [graph_dir("andorra", p) for p in ("car", "bike", "foot")]
     cmd = [sys.executable, "-m", "hexcity.cli", "serve", "--port", str(port)]
     for g in graphs:
@@ -60,31 +98,16 @@ def server(
         **os.environ,
         "HEXCITY_ROUTING_MAX_TABLE_SIZE": "100",
         "HEXCITY_AUTH_API_KEYS": f"{api_key_entry[1]},{routing_only_key_entry[1]}",
+        "HEXCITY_DATABASE_URL": f"sqlite:///{graphs[0].parent / f'serve-{port}.db'}",
     }
     log_path = graphs[0].parent / f"serve-{port}.log"
-    log_file = log_path.open("wb")  # a file, not a pipe: an unread pipe would block the server
-    proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_process(cmd, env, log_path)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited early: {log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/health/ready", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("server did not become ready in time")
-            time.sleep(0.2)
+        wait_ready(proc, base, log_path)
         yield base
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process(proc)
 
 
 @pytest.fixture()

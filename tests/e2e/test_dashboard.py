@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,23 +21,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import require_service
+from tests.e2e.conftest import free_port, start_process, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CHROMIUM = os.environ.get("HEXCITY_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"]
-STARTUP_TIMEOUT_S = 120.0
 UI_TIMEOUT_MS = 30_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -50,31 +42,17 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     except ImportError as exc:
         require_service("Playwright", False, f"pip install playwright ({exc})")
     work = tmp_path_factory.mktemp("demo-e2e")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HEXCITY_ROUTING_CACHE_DIR": str(work / "graphs")}
     cmd = [
         sys.executable, "-m", "hexcity.demo", "--map", "andorra", "--port", str(port), "--seed", "3",
         "--speed", "10", "--drivers", "15", "--riders-per-hour", "400", "--data-dir", str(work / "var"),
     ]  # fmt: skip
     log_path = work / "demo.log"
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    proc = start_process(cmd, env, log_path)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"demo exited early: {log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/health/ready", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"demo did not become ready: {log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_ready(proc, base, log_path)
         yield {"base": base, "proc": proc, "log": log_path, "work": work}
     finally:
         if proc.poll() is None:

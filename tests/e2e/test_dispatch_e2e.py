@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -29,6 +27,7 @@ from hexcity.kernel import LatLng
 from hexcity.payments import PaymentService, SqlLedger, driver_account, platform_revenue_account
 from hexcity.simulator import BotConfig, DriverBot, SimClock, ride, spread
 from tests.conftest import require_service
+from tests.e2e.conftest import free_port, start_process, stop_process, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,7 +36,6 @@ SECRET = "e2e-dispatch-secret-" + "x" * 32
 N_DRIVERS = 12
 N_RIDERS = 6
 SPEED = 15.0
-STARTUP_TIMEOUT_S = 120.0
 
 
 def _reachable(port: int) -> tuple[bool, str]:
@@ -48,12 +46,6 @@ def _reachable(port: int) -> tuple[bool, str]:
         return False, str(exc)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def dispatch_server(
     graph_dir: Callable[[str, str], Path], tmp_path_factory: pytest.TempPathFactory
@@ -62,7 +54,7 @@ def dispatch_server(
         ok, detail = _reachable(port)
         require_service(name, ok, f"127.0.0.1:{port}: {detail}")
     work = tmp_path_factory.mktemp("dispatch-e2e")
-    port = _free_port()
+    port = free_port()
     run = uuid.uuid4().hex[:8]
     db_url = f"sqlite:///{work / 'e2e.db'}"
     env = {
@@ -89,31 +81,13 @@ def dispatch_server(
         str(graph_dir("andorra", "car")),
     ]
     log_path = work / "serve.log"
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    proc = start_process(cmd, env, log_path)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited early: {log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/health/ready", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server did not become ready: {log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_ready(proc, base, log_path)
         yield {"base": base, "db_url": db_url, "run": run, "log": str(log_path)}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process(proc)
 
 
 def _token(role: Role, subject: str) -> str:

@@ -14,7 +14,7 @@ import pytest
 
 from hexcity.infra.auth import generate_api_key
 from tests.conftest import EXTRACTS
-from tests.e2e.conftest import _free_port
+from tests.e2e.conftest import free_port
 
 pytestmark = pytest.mark.slow
 KEY, ENTRY = generate_api_key("e2e-map", {"routing:read"})
@@ -61,7 +61,7 @@ def test_serve_map_builds_then_reuses_the_cached_artefact(tmp_path: Path) -> Non
     tmp_path = tmp_path / "cache"
     tmp_path.mkdir()
     for attempt in range(2):
-        port = _free_port()
+        port = free_port()
         proc = start(tmp_path, port)
         try:
             seen = wait_ready(f"http://127.0.0.1:{port}", proc)

@@ -125,6 +125,11 @@ class OutboxRelay:
         query = select(outbox).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id).limit(self.batch_size)
         if self._skip_locked:
             query = query.with_for_update(skip_locked=True)
+        guard = _sqlite_writer_lock(self.engine)  # not while an idempotent handler holds the lock
+        async with guard or contextlib.nullcontext():
+            return await self._relay_batch(query)
+
+    async def _relay_batch(self, query: Any) -> int:
         with Session(writer(self.engine)) as session, session.begin():
             rows = session.execute(query).all()
             sent: list[int] = []

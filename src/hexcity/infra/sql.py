@@ -67,8 +67,8 @@ def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
 
     PostgreSQL (``postgresql+psycopg://...``): pool of 5 + 5 overflow, 5 s pool and connect
     timeouts, pre-ping, 30 s statement timeout and 5 s lock timeout. SQLite: 5 s busy timeout;
-    the parent directory of a file database is created, write-ahead logging is on, and every
-    transaction starts with ``BEGIN IMMEDIATE`` (see :func:`_sqlite_real_transactions`).
+    the parent directory of a file database is created, write-ahead logging is on, and
+    transactions are real (see :func:`_sqlite_real_transactions`; write with :func:`writer`).
     """
     parsed = make_url(url or DEFAULT_DATABASE_URL)
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
@@ -95,15 +95,15 @@ def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
 
 
 def _sqlite_real_transactions(engine: Engine) -> None:
-    """SQLite with real, serialised transactions (the SQLAlchemy recipe for pysqlite, plus locking).
+    """SQLite with real transactions (the SQLAlchemy recipe for pysqlite), in WAL mode.
 
     pysqlite by default opens a transaction only at the first write, so a SAVEPOINT before it acts
     as the outer transaction and its RELEASE commits; its driver-level handling is switched off
-    and SQLAlchemy emits ``BEGIN`` itself. The BEGIN is ``IMMEDIATE``: SQLite has one writer, and a
-    deferred transaction that read first and then tries to write while another connection writes
-    fails at once with "database is locked" (no busy wait, to avoid a deadlock); taking the write
-    lock up front makes transactions queue for up to the busy timeout instead. A caller may ask for
-    ``execution_options(sqlite_begin="deferred")`` for a long read-only transaction.
+    and SQLAlchemy emits ``BEGIN`` itself. Plain transactions are ``BEGIN`` (deferred: readers
+    never wait, and in WAL mode never block the writer). A transaction that reads and then writes
+    must take the write lock up front — ``BEGIN IMMEDIATE``, through :func:`writer` — or it fails
+    at once with "database is locked" when another connection writes meanwhile (SQLite does not
+    wait there, to avoid a deadlock).
     """
 
     @event.listens_for(engine, "connect")
@@ -111,20 +111,21 @@ def _sqlite_real_transactions(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the writer's fsync
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer, nor it them
             cursor.execute("PRAGMA synchronous=NORMAL")
         finally:
             cursor.close()
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        deferred = connection.get_execution_options().get("sqlite_begin") == "deferred"
-        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+        immediate = connection.get_execution_options().get("sqlite_begin") == "immediate"
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def writer(engine: Engine) -> Engine:
-    """The engine for read-then-write transactions: ``BEGIN IMMEDIATE`` on SQLite (the default
-    there already; this states the intent where it matters), unchanged elsewhere."""
+    """The engine for transactions that write: ``BEGIN IMMEDIATE`` on SQLite (the write lock first,
+    waiting up to the busy timeout for it), so read-then-write transactions queue instead of
+    failing; unchanged on other databases (they lock rows)."""
     if engine.dialect.name != "sqlite":
         return engine
     return engine.execution_options(sqlite_begin="immediate")

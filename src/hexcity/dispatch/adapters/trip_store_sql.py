@@ -284,8 +284,8 @@ class SqlTripStore:
         self._w = writer(engine)  # read-then-write transactions (BEGIN IMMEDIATE on SQLite)
 
     def create_schema(self) -> None:
-        infra_metadata.create_all(self.engine, checkfirst=True)
-        metadata.create_all(self.engine, checkfirst=True)
+        infra_metadata.create_all(writer(self.engine), checkfirst=True)
+        metadata.create_all(writer(self.engine), checkfirst=True)
 
     # ---- quotes ---------------------------------------------------------------------------------
     def save_quote(self, q: StoredQuote) -> None:

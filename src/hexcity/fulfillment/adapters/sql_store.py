@@ -120,8 +120,8 @@ class SqlAllocationStore:
         self._w = writer(engine)
 
     def create_schema(self) -> None:
-        infra_metadata.create_all(self.engine, checkfirst=True)
-        metadata.create_all(self.engine, checkfirst=True)
+        infra_metadata.create_all(writer(self.engine), checkfirst=True)
+        metadata.create_all(writer(self.engine), checkfirst=True)
 
     # ---- network ----------------------------------------------------------------------------
     def put_warehouse(self, w: Warehouse) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 from hexcity.infra.sql import metadata as infra_metadata
-from hexcity.infra.sql import outbox, processed_events
+from hexcity.infra.sql import outbox, processed_events, writer
 
 metadata = MetaData()
 
@@ -135,5 +135,5 @@ campaigns = Table(
 
 def create_schema(engine: Engine) -> None:
     """Create the payments tables and the infra outbox tables if missing (idempotent)."""
-    metadata.create_all(engine, checkfirst=True)
-    infra_metadata.create_all(engine, tables=[outbox, processed_events], checkfirst=True)
+    metadata.create_all(writer(engine), checkfirst=True)
+    infra_metadata.create_all(writer(engine), tables=[outbox, processed_events], checkfirst=True)
