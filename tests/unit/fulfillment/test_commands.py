@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from hexcity.fulfillment.commands import vrp_app
 
-VRP = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "vrp"
+VRP = Path(__file__).resolve().parents[2] / "data" / "vrp"  # copies of the instances, see PROVENANCE.md
 runner = CliRunner()
 
 

@@ -19,7 +19,7 @@ from hexcity.fulfillment.domain.solving import (
     SolverParams,
 )
 
-VRP = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "vrp"
+VRP = Path(__file__).resolve().parents[2] / "data" / "vrp"  # copies of the instances, see PROVENANCE.md
 FAST = SolverParams(time_limit_s=20, seed=3, max_iterations=300)
 
 

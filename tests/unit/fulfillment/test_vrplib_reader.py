@@ -9,7 +9,7 @@ from hexcity.fulfillment.adapters.vrplib_reader import read_vrplib, read_vrplib_
 from hexcity.fulfillment.domain.solution import check_solution, replay_route
 from hexcity.fulfillment.errors import InvalidProblem
 
-VRP = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "vrp"
+VRP = Path(__file__).resolve().parents[2] / "data" / "vrp"  # copies of the instances, see PROVENANCE.md
 
 
 def test_solomon_uses_dimacs_truncation() -> None:
