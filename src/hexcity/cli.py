@@ -17,6 +17,7 @@ from hexcity.demo import demo as demo_command
 from hexcity.fulfillment.commands import vrp_app
 from hexcity.infra import configure_logging
 from hexcity.kernel import HexcityError
+from hexcity.simulate import simulate_command
 
 if TYPE_CHECKING:
     from hexcity.infra.admin import AdminSettings
@@ -31,6 +32,7 @@ db_app = typer.Typer(help="Database: schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(vrp_app, name="vrp")
 app.command(name="demo")(demo_command)
+app.command(name="simulate")(simulate_command)
 console = Console(stderr=True, soft_wrap=True)
 
 STAGE_LABELS = {

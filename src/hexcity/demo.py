@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Generator
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -36,8 +36,11 @@ from hexcity.infra.auth.settings import DEFAULT_PUBLIC_PATHS
 from hexcity.kernel import HexcityError, LatLng
 from hexcity.platform import ModuleRuntime, PlatformSettings
 from hexcity.routing import RoutingService, RoutingSettings
-from hexcity.simulator import CityParams, CitySim, SimClock, load_trip_samples
+from hexcity.simulator import CityParams, CitySim, FlashParams, SimClock, load_trip_samples
 from hexcity.web import LiveFeed, PanelRegistry, bounds_of, build_web_router, web_public_paths
+
+if TYPE_CHECKING:
+    from hexcity.simulate import ShopRuntime
 
 __all__ = ["MAPS", "DemoError", "DemoTokens", "demo", "resolve_map", "trip_samples_path"]
 
@@ -142,6 +145,8 @@ def demo(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1", min=1, max=65535)] = 8765,
     drivers: Annotated[int, typer.Option(help="simulated drivers", min=0, max=2000)] = 25,
     riders_per_hour: Annotated[float, typer.Option(help="mean requests per simulated hour", min=0)] = 120.0,
+    orders_per_hour: Annotated[float, typer.Option(help="shop orders per simulated hour", min=0)] = 120.0,
+    flash_minute: Annotated[float, typer.Option(help="simulated minute the flash sale opens", min=0)] = 3.0,
     data_dir: Annotated[
         Path | None, typer.Option(help="where the SQLite file goes (default: a temp dir)")
     ] = None,
@@ -178,6 +183,10 @@ def demo(
     feed = LiveFeed(platform.bus, panels=panels)
     panels.register("dispatch", "Ride-hailing dispatch", lambda: _dispatch_panel(feed))
     panels.register("simulator", "Simulator", lambda: _simulator_panel(sim, speed, seed))
+    from hexcity.simulate import attach_shop  # noqa: PLC0415 - hexcity.simulate imports this module
+
+    flash = FlashParams(at_s=flash_minute * 60, duration_s=3600)
+    shop = attach_shop(panels, sim, seed=seed, orders_per_hour=orders_per_hour, flash=flash)
     web = ModuleRuntime(
         name="web",
         routers=[build_web_router(routing, feed, demo_token=tokens.dashboard)],
@@ -188,13 +197,15 @@ def demo(
         app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=3
     )
     try:
-        asyncio.run(_run(_Server(config), sim, feed, port, work))
+        asyncio.run(_run(_Server(config), sim, shop, feed, port, work))
     finally:
         if data_dir is None:  # our temp dir: nothing in it outlives the demo
             shutil.rmtree(work, ignore_errors=True)
 
 
-async def _run(server: _Server, sim: CitySim, feed: LiveFeed, port: int, work: Path) -> None:
+async def _run(
+    server: _Server, sim: CitySim, shop: ShopRuntime, feed: LiveFeed, port: int, work: Path
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -215,12 +226,15 @@ async def _run(server: _Server, sim: CitySim, feed: LiveFeed, port: int, work: P
     console.print(f"database in {work}; map data © OpenStreetMap contributors (ODbL)")
     console.print("trip lengths and time profile: NYC Taxi and Limousine Commission (TLC) trip records")
     simulating = asyncio.create_task(sim.run(stop), name="simulator")
+    shopping = asyncio.create_task(shop.run(stop), name="shop")
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
     stop.set()
     console.print("stopping: simulator, live streams, server…")
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(simulating, SHUTDOWN_TIMEOUT_S)
+        await asyncio.wait_for(
+            asyncio.gather(simulating, shopping, return_exceptions=True), SHUTDOWN_TIMEOUT_S
+        )
     feed.close()
     server.should_exit = True
     await serving

@@ -44,6 +44,7 @@ __all__ = [
 
 MILE_M = 1609.344
 MAX_SAMPLES = 100_000
+MAX_TRIP_IDS = 1_000_000
 TokenSource = Callable[[str, str], str]  # (role, subject) -> bearer token
 
 
@@ -214,7 +215,10 @@ class CitySim:
         clock: SimClock | None = None,
         horizon_s: float = 24 * 3600,
         transport: str = "ws",
+        requests_until_s: float | None = None,
     ) -> None:
+        """``horizon_s``: drivers work until then; riders request until ``requests_until_s``
+        (default the horizon), so a run can end with a drain in which trips in progress finish."""
         self.api_url = api_url
         self.tokens = tokens
         self.params = params
@@ -222,11 +226,14 @@ class CitySim:
         self.clock = clock or SimClock(1.0)
         rng = random.Random(seed)
         self.shifts = plan_shifts(params, rng, horizon_s)
-        self.requests = plan_requests(samples, params, rng, horizon_s)
+        until_s = horizon_s if requests_until_s is None else min(horizon_s, requests_until_s)
+        self.requests = plan_requests(samples, params, rng, until_s)
         self.config = BotConfig(api_url=api_url, transport=transport)
         self.stats = CityStats()
         self.bots: dict[str, DriverBot] = {}
         self.rides: set[asyncio.Task[RiderResult]] = set()
+        self.trip_ids: list[str] = []  # every trip the platform accepted, in request order
+        self.rider_ids: set[str] = set()  # riders the platform accepted a trip from
         self._snap_cache: dict[tuple[float, float], LatLng] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -315,8 +322,10 @@ class CitySim:
         token = self.tokens("rider", request.rider_id)
         try:
             result = await ride(
-                self._http, request.rider_id, token, pickup, dropoff, timeout_s=self.params.rider_timeout_s
-            )
+                self._http, request.rider_id, token, pickup, dropoff,
+                timeout_s=self.params.rider_timeout_s,
+                on_trip=lambda trip_id: self._on_trip(trip_id, request.rider_id),
+            )  # fmt: skip
         except (httpx.HTTPError, KeyError, ValueError) as exc:
             result = RiderResult(request.rider_id, error=f"{type(exc).__name__}: {exc}")
         if result.status == "completed":
@@ -326,6 +335,11 @@ class CitySim:
             if result.error:
                 self.stats.error(f"{request.rider_id}: {result.error}")
         return result
+
+    def _on_trip(self, trip_id: str, rider_id: str) -> None:
+        if len(self.trip_ids) < MAX_TRIP_IDS:
+            self.trip_ids.append(trip_id)
+            self.rider_ids.add(rider_id)
 
     async def _snap(self, p: LatLng) -> LatLng:
         """``p`` on the road; a point too far from any road is pulled halfway to the centre, then

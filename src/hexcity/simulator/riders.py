@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +39,10 @@ async def ride(
     product: str = "standard",
     timeout_s: float = 120.0,
     poll_s: float = 0.25,
+    on_trip: Callable[[str], None] | None = None,
 ) -> RiderResult:
-    """One trip from quote to completion (or until ``timeout_s`` of wall time)."""
+    """One trip from quote to completion (or until ``timeout_s`` of wall time); ``on_trip`` is
+    called with the trip id as soon as the platform accepts the request."""
     headers = {"Authorization": f"Bearer {token}"}
     result = RiderResult(rider_id)
     body: dict[str, Any] = {
@@ -59,6 +62,8 @@ async def ride(
         return result
     trip = r.json()
     result.trip_id = trip["trip_id"]
+    if on_trip is not None:
+        on_trip(trip["trip_id"])
     requested = time.monotonic()
     deadline = requested + timeout_s
     while time.monotonic() < deadline:

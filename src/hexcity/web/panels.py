@@ -14,10 +14,19 @@ from typing import Any
 
 from hexcity.infra import get_logger
 
-__all__ = ["EXPECTED_PANELS", "Panel", "PanelRegistry"]
+__all__ = ["EXPECTED_PANELS", "Panel", "PanelRegistry", "flash_sale_figures", "ledger_figures", "money"]
 
 log = get_logger(__name__)
 
+# ledger account kinds in the order the ledger panel lists them, with their labels
+LEDGER_KINDS: tuple[tuple[str, str], ...] = (
+    ("external_settlement", "outside world (cards, banks)"),
+    ("wallet", "customer and rider wallets"),
+    ("merchant", "shops"),
+    ("driver_earnings", "drivers"),
+    ("platform_revenue", "platform revenue"),
+    ("campaign_budget", "campaign budgets"),
+)
 # the platform's business modules, in dashboard order: (name, title)
 EXPECTED_PANELS: tuple[tuple[str, str], ...] = (
     ("dispatch", "Ride-hailing dispatch"),
@@ -72,3 +81,36 @@ class PanelRegistry:
             items = list(data.items())[:MAX_FIGURES]
             out[name] = {"title": panel.title, "state": "running", "data": dict(items)}
         return out
+
+
+def money(amount_minor: int, currency: str) -> str:
+    """``-12345, "EUR"`` → ``"-123.45 EUR"`` (integer arithmetic, no float rounding)."""
+    sign = "-" if amount_minor < 0 else ""
+    units, cents = divmod(abs(amount_minor), 100)
+    return f"{sign}{units}.{cents:02d} {currency}"
+
+
+def ledger_figures(balance_by_kind_minor: dict[str, int], currency: str, accounts: int) -> dict[str, Any]:
+    """The ledger panel: balances by account kind and their sum, which must be 0.00 (every
+    transfer debits one account and credits another; the outside world's account is negative by
+    exactly the money that came in). ``balanced`` says it in words."""
+    out: dict[str, Any] = {"accounts": accounts}
+    for kind, label in LEDGER_KINDS:
+        if kind in balance_by_kind_minor:
+            out[label] = money(balance_by_kind_minor[kind], currency)
+    for kind in sorted(set(balance_by_kind_minor) - {k for k, _ in LEDGER_KINDS}):
+        out[kind] = money(balance_by_kind_minor[kind], currency)
+    total = sum(balance_by_kind_minor.values())
+    out["sum of all balances"] = money(total, currency)
+    out["balanced"] = "yes" if total == 0 else "NO"
+    return out
+
+
+def flash_sale_figures(
+    units: int | None, sold: int | None, oversold: int | None, state: str
+) -> dict[str, Any]:
+    """The flash-sale panel (``state``: scheduled, open, sold out, closed or not running)."""
+    if units is None:
+        return {"state": state}
+    left = None if sold is None else max(0, units - sold)
+    return {"state": state, "units": units, "sold": sold, "left": left, "oversold": oversold}
