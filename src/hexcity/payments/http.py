@@ -296,6 +296,11 @@ def build_payments_router(service: PaymentService) -> APIRouter:
             ]
         }
 
+    @router.get("/ledger/trial-balance")
+    async def trial_balance(principal: LedgerReader) -> Any:
+        del principal
+        return await call(service.ledger.trial_balance)
+
     @router.get("/ledger/accounts/{account_id}")
     async def ledger_account(
         account_id: str,

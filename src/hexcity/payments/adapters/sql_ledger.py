@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Row, bindparam, func, select, text, update
+from sqlalchemy import Engine, Row, bindparam, case, func, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -206,6 +206,60 @@ class SqlLedger:
                 r.id: int(r.balance_minor)
                 for r in conn.execute(select(accounts.c.id, accounts.c.balance_minor))
             }
+
+    def trial_balance(self) -> dict[str, Any]:
+        """The books in one consistent read: per currency the accounts, the sum of balances and the
+        posted debits and credits, plus every account whose balance is not its credits minus its
+        debits. ``balanced`` is true when every currency sums to 0 with debits equal to credits and
+        no account disagrees with its entries."""
+        signed = case(
+            (entries.c.direction == "CREDIT", entries.c.amount_minor), else_=-entries.c.amount_minor
+        )
+        per_account = (
+            select(entries.c.account_id, func.sum(signed).label("net"))
+            .group_by(entries.c.account_id)
+            .subquery()
+        )
+        with self.engine.connect() as conn, conn.begin():
+            if self.engine.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            books = conn.execute(
+                select(accounts.c.currency, func.count(), func.sum(accounts.c.balance_minor)).group_by(
+                    accounts.c.currency
+                )
+            ).all()
+            legs = conn.execute(
+                select(entries.c.currency, entries.c.direction, func.sum(entries.c.amount_minor)).group_by(
+                    entries.c.currency, entries.c.direction
+                )
+            ).all()
+            disagree = conn.execute(
+                select(accounts.c.id, accounts.c.balance_minor, per_account.c.net)
+                .select_from(accounts.outerjoin(per_account, per_account.c.account_id == accounts.c.id))
+                .where(accounts.c.balance_minor != func.coalesce(per_account.c.net, 0))
+                .limit(100)
+            ).all()
+        currencies: dict[str, dict[str, int]] = {}
+        for currency, count, total in books:
+            currencies[str(currency)] = {
+                "accounts": int(count),
+                "sum_minor": int(total or 0),
+                "debits_minor": 0,
+                "credits_minor": 0,
+            }
+        for currency, direction, total in legs:
+            row = currencies.setdefault(
+                str(currency), {"accounts": 0, "sum_minor": 0, "debits_minor": 0, "credits_minor": 0}
+            )
+            row["credits_minor" if direction == "CREDIT" else "debits_minor"] += int(total or 0)
+        mismatched = [
+            {"account_id": r.id, "balance_minor": int(r.balance_minor), "entries_net_minor": int(r.net or 0)}
+            for r in disagree
+        ]
+        balanced = not mismatched and all(
+            c["sum_minor"] == 0 and c["debits_minor"] == c["credits_minor"] for c in currencies.values()
+        )
+        return {"balanced": balanced, "currencies": currencies, "mismatched_accounts": mismatched}
 
     def balance_at(self, account_id: str, at_s: float) -> int:
         """Posted balance of ``account_id`` as of epoch second ``at_s`` (from the entries)."""
