@@ -1,0 +1,1 @@
+"""Adapters of the assistant: shipped corpus, embedders, record readers, LLM gateway."""
