@@ -405,6 +405,7 @@ def build_fulfillment(routing: RoutingService, platform: Platform) -> ModuleRunt
 
 def build_modules(routing: RoutingService, platform: Platform) -> list[ModuleRuntime]:
     """Every business module that is enabled and can run on what is loaded (serve and demo)."""
+    from hexcity.assistant import AssistantSettings
     from hexcity.commerce import CommerceSettings
     from hexcity.dispatch import DispatchSettings
     from hexcity.fulfillment import FulfillmentSettings
@@ -422,6 +423,8 @@ def build_modules(routing: RoutingService, platform: Platform) -> list[ModuleRun
         modules.append(build_fulfillment(routing, platform))
     if CommerceSettings().enabled:
         modules.append(build_commerce(platform, payments))
+    if AssistantSettings().enabled:
+        modules.append(build_assistant(platform))
     return modules
 
 
@@ -470,3 +473,26 @@ def build_commerce(platform: Platform, payments: PaymentService | None = None) -
             await writer.stop()
 
     return ModuleRuntime(name="commerce", routers=[build_commerce_router(service)], lifespan=lifespan)
+
+
+def build_assistant(platform: Platform) -> ModuleRuntime:
+    """The support assistant over the shipped help-center corpus (``/assistant/v1``); platform
+    change events (topic ``assistant.changes``) keep its graph fresh."""
+    from contextlib import asynccontextmanager
+
+    from hexcity.assistant import AssistantSettings
+    from hexcity.assistant.freshness import subscribe_changes
+    from hexcity.assistant.http import build_assistant_router
+    from hexcity.assistant.wiring import build_assistant_service
+
+    service = build_assistant_service(AssistantSettings())
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        subscription = await subscribe_changes(service, platform.bus)
+        try:
+            yield
+        finally:
+            await subscription.stop()
+
+    return ModuleRuntime(name="assistant", routers=[build_assistant_router(service)], lifespan=lifespan)
