@@ -48,7 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MAPS = {"andorra": "andorra-2021-10-28.osm.pbf", "heidelberg": "heidelberg.osm.pbf"}
 PROFILE = "car"
 TOKEN_TTL_S = 24 * 3600
-DASHBOARD_SCOPES = frozenset({ROUTING_READ, "trips:read"})
+DASHBOARD_SCOPES = frozenset({ROUTING_READ, "trips:read", "fulfillment:read"})
 SHUTDOWN_TIMEOUT_S = 10.0
 STAGE_LABELS = {
     "read": "reading OSM",

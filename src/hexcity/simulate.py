@@ -216,6 +216,7 @@ class ShopRuntime:
             k["flash_sale_units"], k["flash_sale_sold"], k["flash_sale_oversold"], self.flash.state
         )
         return {**figures, "buyers": len(self.flash.buyers), "attempts": s.attempts,
+                "admissions": s.receipts, "orders": s.confirmed,
                 "rate_limited": s.rate_limited, "told_sold_out": s.sold_out}  # fmt: skip
 
     def flash_kpis(self) -> tuple[dict[str, int | None], str | None]:

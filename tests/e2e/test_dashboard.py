@@ -4,8 +4,9 @@ One demo process (embedded defaults, seeded simulator) and one browser page for 
 map draws our road features, simulated drivers appear and move, clicking two points gives a route
 with duration and distance, the SSE feed delivers frames and events, modules not wired show "not
 running", the page has labels and a working skip link, and nothing is logged to the console as an
-error. Ctrl-C (SIGINT) then stops the demo cleanly. A screenshot is kept as a test artefact
-(``HEXCITY_TEST_ARTEFACTS`` or the test's tmp dir).
+error. Active trips show their route (driver → pickup, pickup → drop-off) and the flash sale, opening
+seconds after the start, counts down to "sold out" in its console. Ctrl-C (SIGINT) then stops the
+demo cleanly. Screenshots are kept as test artefacts (``HEXCITY_TEST_ARTEFACTS`` or the test's tmp dir).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CHROMIUM = os.environ.get("HEXCITY_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"]
 UI_TIMEOUT_MS = 30_000
+# the sale opens 90 simulated s (9 s at --speed 10) after start: after the page has connected, so
+# the page sees the whole countdown; the demo's sale has 50 units and 150 buyers
+FLASH_MINUTE = 1.5
+FLASH_UNITS = 50
+ROUTE_LAYERS = "['active-routes-trip', 'active-routes-pickup']"
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +54,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     cmd = [
         sys.executable, "-m", "hexcity.demo", "--map", "andorra", "--port", str(port), "--seed", "3",
         "--speed", "10", "--drivers", "15", "--riders-per-hour", "400", "--data-dir", str(work / "var"),
+        "--flash-minute", str(FLASH_MINUTE),
     ]  # fmt: skip
     log_path = work / "demo.log"
     proc = start_process(cmd, env, log_path)
@@ -115,6 +123,31 @@ def test_drivers_appear_and_move(page: Any) -> None:
     assert _state(page, "[...s.drivers.values()].every(d => d[3] === 'online' || d[3] === 'busy')")
 
 
+def test_active_trip_routes_appear_on_the_map(page: Any) -> None:
+    page.wait_for_function(
+        f"window.hexcity.map.queryRenderedFeatures({{layers: {ROUTE_LAYERS}}}).length >= 1",
+        timeout=UI_TIMEOUT_MS,
+    )
+    routes = _state(
+        page,
+        """[...s.activeRoutes.entries()].filter(([id, r]) => r.geometry).map(([id, r]) => ({
+            id: id, phase: r.phase, n: r.geometry.coordinates.length,
+            status: s.trips.has(id) ? s.trips.get(id).status : null}))""",
+    )
+    assert routes, "a route is rendered but none is kept in the page state"
+    for r in routes:  # every drawn route belongs to a live trip in the matching phase
+        assert r["n"] >= 2
+        expected = {"trip": {"in_trip"}, "arriving": {"matched", "driver_arriving"}}[r["phase"]]
+        assert r["status"] in expected, r
+    assert _state(page, "s.activeRoutes.size + s.routePending.size") <= 150
+    assert re.fullmatch(r"\d+ active routes?", page.locator("#routes-count").inner_text())
+
+
+def test_warehouses_appear_on_the_map(page: Any) -> None:
+    page.wait_for_function("window.hexcity.state.warehouses.length >= 1", timeout=10_000)
+    assert _state(page, "map.queryRenderedFeatures({layers: ['warehouses']}).length") >= 1
+
+
 def test_clicking_two_points_shows_a_route_with_duration_and_distance(page: Any) -> None:
     # two road vertices on screen: the first and the last vertex of the longest rendered road
     points = _state(
@@ -136,6 +169,27 @@ def test_clicking_two_points_shows_a_route_with_duration_and_distance(page: Any)
     route = _state(page, "s.lastRoute")
     assert route["distance_m"] > 0
     assert _state(page, "map.getSource('route')._data.features.length") == 1
+
+
+def test_flash_sale_panel_counts_down_and_sells_out(page: Any, demo_server: dict[str, Any]) -> None:
+    page.wait_for_function("window.hexcity.state.flashSoldOut", timeout=45_000)
+    left = _state(page, "s.flashLeft")
+    assert left[0] == FLASH_UNITS, f"the page connected after the sale opened: {left}"
+    assert left[-1] == 0
+    assert all(a > b for a, b in pairwise(left)), left  # only ever down
+    assert len(left) >= 3, f"no stock level between full and sold out was shown: {left}"
+    assert page.locator("#flash-state").inner_text() == f"SOLD OUT: all {FLASH_UNITS} units sold"
+    assert page.locator("#flash").get_attribute("data-state") == "sold_out"
+    assert page.locator("#flash-stock").get_attribute("aria-valuetext") == f"0 of {FLASH_UNITS} units left"
+    assert _state(page, "document.getElementById('flash-stock').value") == 0
+    assert page.locator("dd[data-flash=left]").inner_text() == "0"
+    assert page.locator("dd[data-flash=sold]").inner_text() == str(FLASH_UNITS)
+    assert page.locator("dd[data-flash=oversold]").inner_text() == "0"
+    assert page.locator("#flash-state").get_attribute("role") == "status"
+    assert page.locator("label[for=flash-stock]").inner_text() == "Stock left"
+    artefacts = Path(os.environ.get("HEXCITY_TEST_ARTEFACTS", str(demo_server["work"])))
+    artefacts.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(artefacts / "dashboard-flash-sold-out.png"))
 
 
 def test_live_feed_delivers_frames_events_and_module_states(page: Any, demo_server: dict[str, Any]) -> None:

@@ -31,6 +31,6 @@ def test_dashboard_token_is_read_only_and_others_are_cached() -> None:
     verifier = TokenService.from_settings(auth)
     dashboard = verifier.verify(tokens.dashboard())
     assert (dashboard.subject, str(dashboard.role)) == ("dashboard", "admin")
-    assert set(dashboard.scopes) == {"routing:read", "trips:read"}
+    assert set(dashboard.scopes) == {"routing:read", "trips:read", "fulfillment:read"}  # read-only scopes
     assert tokens("rider", "r1") == tokens("rider", "r1")
     assert verifier.verify(tokens("driver", "d1")).subject == "d1"

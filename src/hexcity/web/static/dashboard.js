@@ -15,10 +15,26 @@
     lastCell: null,
     routePoints: [],
     roadsLoaded: 0,
+    activeRoutes: new Map(), // trip id -> {phase: "arriving"|"trip", geometry | null (no route)}
+    routeQueue: [], // [{id, phase}] waiting for /route/v1
+    routePending: new Set(), // "id:phase" queued or being fetched
+    routeFetching: 0,
+    routeLookups: 0,
+    warehouses: [], // [{id, lat, lng}]
+    warehousesNote: "",
+    flash: null, // latest commerce panel figures
+    flashLeft: [], // the distinct "left" values seen, oldest first (the countdown)
+    flashSoldOut: false,
   };
   const MAX_EVENTS_SHOWN = 100;
   const MAX_KPI_POINTS = 600;
   const MAX_SURGE_LOOKUPS = 40;
+  const MAX_ACTIVE_ROUTES = 150; // drawn trip routes (driver → pickup, pickup → drop-off)
+  const MAX_ROUTE_QUEUE = 40; // route lookups waiting; more wait for the next frame
+  const MAX_ROUTE_FETCHES = 2; // concurrent /route/v1 calls for active trips
+  const MAX_WAREHOUSES = 100;
+  const MAX_FLASH_HISTORY = 200;
+  const WAREHOUSE_POLL_MS = 15000;
   const el = (id) => document.getElementById(id);
 
   function setConn(text, cls) {
@@ -64,6 +80,8 @@
     map.addSource("trips", { type: "geojson", data: fc([]) });
     map.addSource("drivers", { type: "geojson", data: fc([]) });
     map.addSource("route", { type: "geojson", data: fc([]) });
+    map.addSource("active-routes", { type: "geojson", data: fc([]) });
+    map.addSource("warehouses", { type: "geojson", data: fc([]) });
     map.addSource("route-points", { type: "geojson", data: fc([]) });
     map.addLayer({
       id: "cells-fill", type: "fill", source: "cells",
@@ -76,6 +94,21 @@
     map.addLayer({
       id: "roads", type: "line", source: "roads",
       paint: { "line-color": "#7d7d7d", "line-width": ["interpolate", ["linear"], ["zoom"], 10, 0.6, 15, 2.5] },
+    });
+    const ROUTE_LAYOUT = { "line-cap": "round", "line-join": "round" };
+    map.addLayer({
+      id: "active-routes-trip", type: "line", source: "active-routes", layout: ROUTE_LAYOUT,
+      filter: ["==", ["get", "phase"], "trip"],
+      paint: { "line-color": "#c0392b", "line-width": 3, "line-opacity": 0.8 },
+    });
+    map.addLayer({
+      id: "active-routes-pickup", type: "line", source: "active-routes", layout: ROUTE_LAYOUT,
+      filter: ["==", ["get", "phase"], "arriving"],
+      paint: { "line-color": "#6a1b9a", "line-width": 3, "line-opacity": 0.85, "line-dasharray": [1, 1.5] },
+    });
+    map.addLayer({
+      id: "warehouses", type: "circle", source: "warehouses",
+      paint: { "circle-radius": 9, "circle-color": "#7a4b00", "circle-stroke-width": 3, "circle-stroke-color": "#ffffff" },
     });
     map.addLayer({ id: "route", type: "line", source: "route", paint: { "line-color": "#0b5cad", "line-width": 5, "line-opacity": 0.85 } });
     map.addLayer({
@@ -142,6 +175,164 @@
       if (r.ok) STATE.surge.set(c.cell, await r.json());
     }
     renderCells();
+  }
+
+  // ---- active trip routes (bounded: MAX_ACTIVE_ROUTES drawn, MAX_ROUTE_FETCHES at a time) --------
+  function tripPhase(t) {
+    if (t.status === "in_trip") return "trip";
+    if ((t.status === "driver_arriving" || t.status === "matched") && t.driver_id) return "arriving";
+    return null;
+  }
+
+  function routeEnds(t, phase) {
+    if (phase === "trip") return [t.pickup, t.dropoff];
+    const d = STATE.drivers.get(t.driver_id);
+    return d ? [[d[2], d[1]], t.pickup] : null; // the driver's last position → the pickup
+  }
+
+  function syncActiveRoutes() {
+    for (const [id, r] of STATE.activeRoutes) {
+      const t = STATE.trips.get(id);
+      if (!t || tripPhase(t) !== r.phase) STATE.activeRoutes.delete(id);
+    }
+    STATE.routeQueue = STATE.routeQueue.filter((q) => {
+      const t = STATE.trips.get(q.id);
+      const keep = t && tripPhase(t) === q.phase;
+      if (!keep) STATE.routePending.delete(q.id + ":" + q.phase);
+      return keep;
+    });
+    for (const t of STATE.trips.values()) {
+      if (STATE.activeRoutes.size + STATE.routePending.size >= MAX_ACTIVE_ROUTES) break;
+      if (STATE.routeQueue.length >= MAX_ROUTE_QUEUE) break;
+      const phase = tripPhase(t);
+      if (!phase || STATE.activeRoutes.has(t.trip_id) || STATE.routePending.has(t.trip_id + ":" + phase)) continue;
+      STATE.routePending.add(t.trip_id + ":" + phase);
+      STATE.routeQueue.push({ id: t.trip_id, phase: phase });
+    }
+    pumpRoutes();
+    renderActiveRoutes();
+  }
+
+  function pumpRoutes() {
+    while (STATE.routeFetching < MAX_ROUTE_FETCHES && STATE.routeQueue.length > 0) {
+      const q = STATE.routeQueue.shift();
+      const t = STATE.trips.get(q.id);
+      const ends = t && tripPhase(t) === q.phase ? routeEnds(t, q.phase) : null;
+      if (!ends) { STATE.routePending.delete(q.id + ":" + q.phase); continue; } // retried on a later frame
+      STATE.routeFetching += 1;
+      fetchTripRoute(q, ends).catch(() => null).then((geometry) => {
+        STATE.routeFetching -= 1;
+        STATE.routePending.delete(q.id + ":" + q.phase);
+        const now = STATE.trips.get(q.id);
+        if (now && tripPhase(now) === q.phase) {
+          STATE.activeRoutes.set(q.id, { phase: q.phase, geometry: geometry });
+          renderActiveRoutes();
+        }
+        pumpRoutes();
+      });
+    }
+  }
+
+  async function fetchTripRoute(q, ends) {
+    const [a, b] = ends;
+    STATE.routeLookups += 1;
+    const r = await api("/route/v1/driving/" + a[0].toFixed(6) + "," + a[1].toFixed(6) + ";" + b[0].toFixed(6) + "," + b[1].toFixed(6) + "?overview=full&geometries=geojson");
+    if (!r.ok) return null; // no route (e.g. unsnappable point): the trip is drawn without one
+    const body = await r.json();
+    return body.code === "Ok" && body.routes.length > 0 ? body.routes[0].geometry : null;
+  }
+
+  function renderActiveRoutes() {
+    const features = [];
+    for (const [id, r] of STATE.activeRoutes) {
+      if (r.geometry) features.push({ type: "Feature", geometry: r.geometry, properties: { trip: id, phase: r.phase } });
+    }
+    map.getSource("active-routes").setData(fc(features));
+    const n = el("routes-count");
+    n.textContent = features.length + (features.length === 1 ? " active route" : " active routes");
+  }
+
+  // ---- warehouses (fulfillment API; delivery plans are not readable over the API yet) -----------
+  function tokenScopes() {
+    try {
+      const part = STATE.token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      return new Set(String(JSON.parse(atob(part)).scope || "").split(" "));
+    } catch (err) {
+      return new Set();
+    }
+  }
+
+  async function loadWarehouses() {
+    if (!STATE.token) await getToken();
+    if (!tokenScopes().has("fulfillment:read")) { // ask only when allowed: a 403 would be logged
+      STATE.warehousesNote = "warehouses hidden: the dashboard token may not read fulfillment";
+      el("warehouse-note").textContent = STATE.warehousesNote;
+      return false;
+    }
+    const r = await api("/fulfillment/v1/warehouses?limit=" + MAX_WAREHOUSES);
+    if (!r.ok) {
+      STATE.warehousesNote = r.status === 403 ? "warehouses hidden: this token may not read fulfillment"
+        : r.status === 404 ? "warehouses: fulfillment is not running" : "warehouses: HTTP " + r.status;
+      el("warehouse-note").textContent = STATE.warehousesNote;
+      return r.status !== 403 && r.status !== 404; // keep polling only when it may still work
+    }
+    const body = await r.json();
+    STATE.warehouses = body.items.slice(0, MAX_WAREHOUSES).map((w) => ({ id: w.id, lat: w.location.lat, lng: w.location.lng }));
+    STATE.warehousesNote = "";
+    map.getSource("warehouses").setData(fc(STATE.warehouses.map((w) => ({
+      type: "Feature", geometry: { type: "Point", coordinates: [w.lng, w.lat] }, properties: { id: w.id },
+    }))));
+    el("warehouse-note").textContent = STATE.warehouses.length + (STATE.warehouses.length === 1 ? " warehouse" : " warehouses");
+    return true;
+  }
+
+  async function pollWarehouses() {
+    let again = true;
+    try { again = await loadWarehouses(); } catch (err) { again = true; }
+    if (again) setTimeout(pollWarehouses, WAREHOUSE_POLL_MS);
+  }
+
+  // ---- flash-sale console -----------------------------------------------------------------------
+  const FLASH_LABELS = {
+    units: "Stock at the start", left: "Units left", sold: "Units sold (orders confirmed)",
+    admissions: "Admissions", orders: "Orders", buyers: "Buyers in the crowd", attempts: "Purchase attempts",
+    rate_limited: "Held back (rate limit, waiting room)", told_sold_out: "Buyers told “sold out”", oversold: "Oversold",
+  };
+
+  function renderFlash(panels) {
+    const p = panels && panels.commerce;
+    const box = el("flash");
+    const stateEl = el("flash-state");
+    const data = p && p.state === "running" ? p.data : null;
+    if (!data || data.units === undefined) {
+      const text = !p || p.state === "not_running" ? "No flash sale: commerce is not running."
+        : data ? "Flash sale: " + data.state : "Flash sale: " + p.state;
+      if (stateEl.textContent !== text) stateEl.textContent = text;
+      return;
+    }
+    STATE.flash = data;
+    const left = typeof data.left === "number" ? data.left : null;
+    if (left !== null && STATE.flashLeft[STATE.flashLeft.length - 1] !== left) {
+      STATE.flashLeft.push(left);
+      if (STATE.flashLeft.length > MAX_FLASH_HISTORY) STATE.flashLeft.shift();
+    }
+    const soldOut = data.state === "sold out" && left === 0;
+    STATE.flashSoldOut = STATE.flashSoldOut || soldOut;
+    box.dataset.state = soldOut ? "sold_out" : String(data.state).startsWith("opens") ? "scheduled" : String(data.state);
+    const text = soldOut ? "SOLD OUT: all " + data.units + " units sold" : "Flash sale " + data.state;
+    if (stateEl.textContent !== text) stateEl.textContent = text; // announce changes only
+    const bar = el("flash-stock");
+    bar.max = data.units; bar.value = left === null ? data.units : left;
+    bar.setAttribute("aria-valuetext", (left === null ? "?" : left) + " of " + data.units + " units left");
+    el("flash-stock-text").textContent = (left === null ? "?" : left) + " / " + data.units + " left";
+    const dl = el("flash-figures");
+    dl.replaceChildren();
+    for (const [k, label] of Object.entries(FLASH_LABELS)) {
+      if (data[k] === undefined || data[k] === null) continue;
+      const dt = document.createElement("dt"); dt.textContent = label;
+      const dd = document.createElement("dd"); dd.textContent = String(data[k]); dd.dataset.flash = k;
+      dl.append(dt, dd);
+    }
   }
 
   // ---- route and cell clicks ---------------------------------------------------------------------
@@ -329,7 +520,8 @@
       return;
     }
     STATE.cells = f.cells;
-    renderDrivers(); renderTrips(); renderCells(); renderKpis(); renderPanels(f.panels);
+    renderDrivers(); renderTrips(); renderCells(); renderKpis(); renderPanels(f.panels); renderFlash(f.panels);
+    syncActiveRoutes();
   }
 
   async function streamLive() {
@@ -376,6 +568,7 @@
       return;
     }
     streamLive();
+    pollWarehouses();
     setInterval(() => { refreshSurge().catch(() => {}); }, 5000);
   });
 
