@@ -388,6 +388,14 @@ class _Run:
         known = _account_ids(self.sim, self.shop, self.runtime.flash, currencies)
         accounts, entries = await fetch_ledger(http, admin, known)
         ledger = ledger_summary(accounts, entries)
+        # the whole book too, not only the accounts the simulation knows: one consistent read
+        r = await http.get("/payments/v1/ledger/trial-balance", headers=admin)
+        if r.status_code == 200:
+            trial = r.json()
+            ledger["trial_balance"] = trial
+            ledger["balanced"] = bool(ledger["balanced"] and trial["balanced"])
+        else:
+            notes.append(f"ledger_balanced: trial balance unavailable ({r.status_code}); known accounts only")
         counters = await fetch_feed_counters(http, admin)
         published = {
             "requested": len(trips),
