@@ -414,7 +414,8 @@ class _Run:
         if why is not None:
             notes.append(why)
         notes.append(
-            "orders_delivered: the planned ETA of its last parcel has passed (no proof-of-delivery API)"
+            "orders_delivered: every parcel was delivered through POST /fulfillment/v1/stops/{id}/delivered "
+            "(couriers post at each stop's planned ETA); on time per the API against the SLA deadline"
         )
         notes.append("pickup_eta_s: the pickup ETA dispatch offered for each trip that got a driver")
         body: dict[str, Any] = {

@@ -16,6 +16,7 @@ from hexcity.fulfillment.domain.allocation import (
     allocation_to_dict,
 )
 from hexcity.fulfillment.domain.batch import BatchParams, BatchResult, greedy_plan, reoptimise
+from hexcity.fulfillment.domain.delivery import Delivery, HistoryEntry, PlanStop, RoutePlan, parcel_id
 from hexcity.fulfillment.domain.insertion import Insertion, RouteStop, RunningRoute, best_insertion
 from hexcity.fulfillment.domain.network import CostModel, Lane, NetworkView, Order, OrderLine, Sla, Warehouse
 from hexcity.fulfillment.domain.problem import Depot, Job, Objective, Shipment, VehicleType, VrpProblem
@@ -29,14 +30,20 @@ from hexcity.fulfillment.domain.solution import (
 )
 from hexcity.fulfillment.domain.solving import SolverParams
 from hexcity.fulfillment.errors import (
+    DeliveryConflict,
     FulfillmentError,
     InvalidOrder,
     InvalidProblem,
     OrderNotFound,
+    OrderNotPicked,
     OutOfStock,
+    PlanCancelled,
+    PlanNotFound,
     ProblemTooBig,
     StockConflict,
     StockInvariantBroken,
+    StopNotFound,
+    StopReplanned,
     UnknownSku,
     WarehouseNotFound,
 )
@@ -51,7 +58,7 @@ from hexcity.fulfillment.lastmile import (
     RouteGeometry,
 )
 from hexcity.fulfillment.ports import AllocationStore, RoadMatrix, TravelMatrix, VrpSolver
-from hexcity.fulfillment.service import AllocationService, VrpService
+from hexcity.fulfillment.service import AllocationService, OrderView, VrpService
 from hexcity.fulfillment.settings import FulfillmentSettings
 from hexcity.fulfillment.vroom import VroomLimits, build_problem, parse_vroom
 from hexcity.fulfillment.vroom_output import solution_to_vroom
@@ -65,10 +72,13 @@ __all__ = [
     "CostModel",
     "Courier",
     "CourierRoute",
+    "Delivery",
+    "DeliveryConflict",
     "Depot",
     "FulfillmentApi",
     "FulfillmentError",
     "FulfillmentSettings",
+    "HistoryEntry",
     "Insertion",
     "InvalidOrder",
     "InvalidProblem",
@@ -83,14 +93,20 @@ __all__ = [
     "Order",
     "OrderLine",
     "OrderNotFound",
+    "OrderNotPicked",
+    "OrderView",
     "OutOfStock",
     "Parcel",
+    "PlanCancelled",
+    "PlanNotFound",
+    "PlanStop",
     "PlannedRoute",
     "PlannedStop",
     "ProblemTooBig",
     "PyVrpSolver",
     "RoadMatrix",
     "RouteGeometry",
+    "RoutePlan",
     "RouteStop",
     "RoutingRoadMatrix",
     "RunningRoute",
@@ -101,6 +117,8 @@ __all__ = [
     "StockConflict",
     "StockInvariantBroken",
     "Stop",
+    "StopNotFound",
+    "StopReplanned",
     "StoredOrder",
     "StraightLineMatrix",
     "TravelMatrix",
@@ -121,6 +139,7 @@ __all__ = [
     "build_problem",
     "check_solution",
     "greedy_plan",
+    "parcel_id",
     "parse_vroom",
     "read_vrplib",
     "read_vrplib_solution",

@@ -66,3 +66,38 @@ class StockConflict(FulfillmentError):
 
     code = "StockConflict"
     status = 409
+
+
+class PlanNotFound(FulfillmentError, NotFound):
+    code = "PlanNotFound"
+    status = 404
+
+
+class StopNotFound(FulfillmentError, NotFound):
+    code = "StopNotFound"
+    status = 404
+
+
+class DeliveryConflict(FulfillmentError):
+    """A delivery that the stop's or order's state does not allow (nothing was written)."""
+
+    code = "DeliveryConflict"
+    status = 409
+
+
+class PlanCancelled(DeliveryConflict):
+    """The stop belongs to a cancelled plan (or was cancelled with it)."""
+
+    code = "PlanCancelled"
+
+
+class StopReplanned(DeliveryConflict):
+    """The parcel was re-planned into another stop: deliver that one."""
+
+    code = "StopReplanned"
+
+
+class OrderNotPicked(DeliveryConflict):
+    """A parcel can only be delivered after its order was picked (stock taken out)."""
+
+    code = "OrderNotPicked"

@@ -8,7 +8,14 @@ a worker thread; at most ``max_concurrent_solves`` run at once and a further req
 Allocation (scopes ``fulfillment:read`` / ``fulfillment:write``): warehouses and stock, orders
 (placed -> allocated with its explanation, or unallocated with the reason), picking, and the
 batch re-optimisation with its comparison against greedy; ``POST .../warehouses/{id}/plan`` routes
-a warehouse's allocated parcels for the given couriers on the road network (ETAs, geometry).
+a warehouse's allocated parcels for the given couriers on the road network (ETAs, geometry) and
+stores one plan per courier route (ids of plans and stops in the answer).
+
+Delivery: ``POST /fulfillment/v1/stops/{id}/delivered`` (the stop's courier — a driver token whose
+subject is the courier id — or an admin) records a proof of delivery at ``delivered_at_s``;
+idempotent. ``GET /fulfillment/v1/orders/{id}`` explains an order: allocation decision, its
+shipments with their plan (courier, position, ETA, deadline), delivery status and history.
+``GET /fulfillment/v1/plans/{id}``, ``POST /fulfillment/v1/plans/{id}/cancel``.
 """
 
 from __future__ import annotations
@@ -25,11 +32,12 @@ from starlette.concurrency import run_in_threadpool
 
 from hexcity.fulfillment.domain.allocation import StoredOrder, allocation_to_dict
 from hexcity.fulfillment.domain.batch import BatchParams
+from hexcity.fulfillment.domain.delivery import DELIVERED, PLANNED, Delivery, PlanStop, RoutePlan, parcel_id
 from hexcity.fulfillment.domain.network import Order, Warehouse
 from hexcity.fulfillment.errors import InvalidProblem, ProblemTooBig
 from hexcity.fulfillment.lastmile import Courier, LastMilePlan, LastMilePlanner
-from hexcity.fulfillment.service import AllocationService, VrpService
-from hexcity.infra.auth import Principal, require
+from hexcity.fulfillment.service import MAX_DELIVERY_AT_S, AllocationService, OrderView, VrpService
+from hexcity.infra.auth import Principal, authorize_owner, require
 from hexcity.infra.http import json_response
 from hexcity.kernel import InvalidInput, LatLng, NotFound, Unavailable
 
@@ -105,6 +113,18 @@ class PlanBody(BaseModel):
     couriers: list[CourierBody] = Field(min_length=1, max_length=200)
     time_limit_s: float | None = Field(default=None, gt=0)
     seed: int | None = Field(default=None, ge=0, lt=2**31)
+
+
+class DeliveredBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    delivered_at_s: int = Field(ge=0, le=MAX_DELIVERY_AT_S, description="seconds of the order's day")
+
+
+class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500)
 
 
 class ReoptimiseBody(BaseModel):
@@ -212,7 +232,39 @@ def build_fulfillment_router(api: FulfillmentApi) -> APIRouter:
         principal: Annotated[Principal, Depends(require("fulfillment:read"))],
     ) -> Response:
         svc = _allocation(api)
-        return json_response(order_out(await run_in_threadpool(svc.store.get_order, order_id)))
+        return json_response(order_view_out(await run_in_threadpool(svc.explain, order_id)))
+
+    @router.post("/fulfillment/v1/stops/{stop_id}/delivered", tags=["fulfillment"])
+    async def delivered(
+        stop_id: str,
+        body: DeliveredBody,
+        principal: Annotated[Principal, Depends(require())],
+    ) -> Response:
+        """Proof of delivery by the stop's courier (driver token, subject = courier id) or an admin."""
+        svc = _allocation(api)
+        stop = await run_in_threadpool(svc.store.get_stop, stop_id)
+        plan = (await run_in_threadpool(svc.store.plans_of, [stop.plan_id]))[stop.plan_id]
+        authorize_owner(principal, "driver", plan.courier_id)
+        result = await run_in_threadpool(svc.deliver, stop_id, body.delivered_at_s, principal.subject)
+        return json_response(delivery_out(result, plan))
+
+    @router.get("/fulfillment/v1/plans/{plan_id}", tags=["fulfillment"])
+    async def get_plan(
+        plan_id: str,
+        principal: Annotated[Principal, Depends(require("fulfillment:read"))],
+    ) -> Response:
+        svc = _allocation(api)
+        return json_response(route_plan_out(await run_in_threadpool(svc.store.get_plan, plan_id)))
+
+    @router.post("/fulfillment/v1/plans/{plan_id}/cancel", tags=["fulfillment"])
+    async def cancel_plan(
+        plan_id: str,
+        body: CancelBody,
+        principal: Annotated[Principal, Depends(require("fulfillment:write"))],
+    ) -> Response:
+        svc = _allocation(api)
+        plan = await run_in_threadpool(svc.store.cancel_plan, plan_id, body.reason)
+        return json_response(route_plan_out(plan))
 
     @router.post("/fulfillment/v1/orders/{order_id}/picked", tags=["fulfillment"])
     async def picked(
@@ -254,15 +306,20 @@ def build_fulfillment_router(api: FulfillmentApi) -> APIRouter:
             result = await run_in_threadpool(planner.plan, depot, couriers, parcels, params)
         finally:
             slots.release()
-        return json_response(plan_out(result))
+        records = await run_in_threadpool(svc.record_plan, warehouse_id, result)
+        return json_response(plan_out(result, records))
 
     return router
 
 
-def plan_out(plan: LastMilePlan) -> dict[str, Any]:
+def plan_out(plan: LastMilePlan, records: list[RoutePlan] | None = None) -> dict[str, Any]:
+    """A planner's answer; with ``records`` (the stored plans) each route and stop carries its id."""
+    plan_ids = {p.courier_id: p.id for p in records or []}
+    stop_ids = {s.parcel_id: s.id for p in records or [] for s in p.stops}
     return {
         "routes": [
             {
+                "plan_id": plan_ids.get(r.courier_id),
                 "courier_id": r.courier_id,
                 "start_s": r.start_s,
                 "end_s": r.end_s,
@@ -270,6 +327,7 @@ def plan_out(plan: LastMilePlan) -> dict[str, Any]:
                 "distance_m": r.distance_m,
                 "stops": [
                     {
+                        "stop_id": stop_ids.get(s.parcel_id),
                         "parcel_id": s.parcel_id,
                         "location": {"lat": s.location.lat, "lng": s.location.lng},
                         "arrival_s": s.arrival_s,
@@ -318,3 +376,98 @@ def order_out(stored: StoredOrder) -> dict[str, Any]:
         "allocation": None if stored.allocation is None else allocation_to_dict(stored.allocation),
         "reason": stored.reason,
     }
+
+
+def stop_out(s: PlanStop) -> dict[str, Any]:
+    return {
+        "stop_id": s.id,
+        "plan_id": s.plan_id,
+        "position": s.position,
+        "order_id": s.order_id,
+        "warehouse_id": s.warehouse_id,
+        "parcel_id": s.parcel_id,
+        "location": {"lat": s.location.lat, "lng": s.location.lng},
+        "eta_s": s.eta_s,
+        "deadline_s": s.deadline_s,
+        "status": s.status,
+        "delivered_at_s": s.delivered_at_s,
+        "on_time": s.on_time,
+    }
+
+
+def route_plan_out(p: RoutePlan) -> dict[str, Any]:
+    return {
+        "plan_id": p.id,
+        "warehouse_id": p.warehouse_id,
+        "courier_id": p.courier_id,
+        "status": p.status,
+        "reason": p.reason,
+        "start_s": p.start_s,
+        "end_s": p.end_s,
+        "duration_s": p.duration_s,
+        "distance_m": p.distance_m,
+        "stops": [stop_out(s) for s in p.stops],
+        "geometry": [[lat, lng] for lat, lng in p.geometry],
+    }
+
+
+def delivery_out(d: Delivery, plan: RoutePlan) -> dict[str, Any]:
+    return {
+        "stop": {**stop_out(d.stop), "courier_id": plan.courier_id},
+        "repeated": d.repeated,
+        "order": {
+            "id": d.order_id,
+            "status": d.order_status,
+            "parcels": d.parcels,
+            "parcels_delivered": d.parcels_delivered,
+            "deadline_s": d.deadline_s,
+            "delivered_at_s": d.delivered_at_s,
+            "on_time": d.on_time,
+        },
+    }
+
+
+def order_view_out(view: OrderView) -> dict[str, Any]:
+    """``order_out`` plus each shipment's plan (courier, position, ETA), delivery and history."""
+    out = order_out(view.order)
+    allocation = view.order.allocation
+    warehouses = sorted({p.warehouse_id for p in allocation.chosen.packages}) if allocation else []
+    shipments = []
+    delivered: list[int] = []
+    for wid in warehouses:
+        mine = [s for s in view.stops if s.warehouse_id == wid]
+        live = next((s for s in mine if s.status in (PLANNED, DELIVERED)), None)
+        plan = None if live is None else view.plans.get(live.plan_id)
+        if live is not None and live.delivered_at_s is not None:
+            delivered.append(live.delivered_at_s)
+        current = None
+        if live is not None:
+            current = {
+                **stop_out(live),
+                "courier_id": None if plan is None else plan.courier_id,
+                "plan_status": None if plan is None else plan.status,
+            }
+        shipments.append(
+            {
+                "parcel_id": parcel_id(view.order.order.id, wid),
+                "warehouse_id": wid,
+                "status": "unplanned" if live is None else live.status,
+                "stop": current,
+                "earlier_stops": [
+                    {"stop_id": s.id, "plan_id": s.plan_id, "status": s.status} for s in mine if s is not live
+                ],
+            }
+        )
+    done = bool(shipments) and len(delivered) == len(shipments)
+    deadline = view.deadline_s
+    out["shipments"] = shipments
+    out["delivery"] = {
+        "status": view.order.status,
+        "parcels": len(shipments),
+        "parcels_delivered": len(delivered),
+        "deadline_s": deadline,
+        "delivered_at_s": max(delivered) if done else None,
+        "on_time": (max(delivered) <= deadline) if done else None,
+    }
+    out["history"] = [{"status": h.status, "at_s": h.at_s, "detail": h.detail} for h in view.history]
+    return out

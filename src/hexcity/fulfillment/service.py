@@ -7,10 +7,19 @@ to the configured maximum so no caller can hold a worker for longer than allowed
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from hexcity.fulfillment.domain.allocation import StoredOrder, allocate
 from hexcity.fulfillment.domain.batch import BatchParams, PlanStats, greedy_plan, plan_stats, reoptimise
+from hexcity.fulfillment.domain.delivery import (
+    Delivery,
+    HistoryEntry,
+    PlanStop,
+    RoutePlan,
+    split_parcel_id,
+)
 from hexcity.fulfillment.domain.network import CostModel, Lane, NetworkView, Order
 from hexcity.fulfillment.domain.problem import VrpProblem
 from hexcity.fulfillment.domain.solution import VrpSolution
@@ -23,7 +32,7 @@ from hexcity.fulfillment.errors import (
     UnknownSku,
     WarehouseNotFound,
 )
-from hexcity.fulfillment.lastmile import Parcel
+from hexcity.fulfillment.lastmile import LastMilePlan, Parcel
 from hexcity.fulfillment.ports import AllocationStore, RoadMatrix, VrpSolver
 from hexcity.fulfillment.settings import FulfillmentSettings
 from hexcity.fulfillment.vroom import VroomLimits, build_problem, parse_vroom
@@ -32,6 +41,18 @@ from hexcity.infra import get_logger
 
 log = get_logger(__name__)
 MAX_CONFLICT_RETRIES = 3
+MAX_DELIVERY_AT_S = 4 * 86_400  # delivery times are seconds of the order's day (standard SLA: 3 days)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    """Everything that explains an order: decision, plan stops (with their plans), history."""
+
+    order: StoredOrder
+    stops: list[PlanStop]
+    plans: dict[str, RoutePlan]
+    history: list[HistoryEntry]
+    deadline_s: int  # the SLA deadline, seconds of the order's day
 
 
 class VrpService:
@@ -154,13 +175,16 @@ class AllocationService:
         }
 
     def delivery_parcels(self, warehouse_id: str, limit: int = 2_000) -> list[Parcel]:
-        """One parcel per allocated order with a package at ``warehouse_id``: the order's
-        destination, size = units, due by its SLA deadline (for the last-mile planner)."""
+        """One parcel per order with a package at ``warehouse_id`` to route: every allocated (not
+        yet picked) order, and picked orders whose parcel has no live stop (its plan was
+        cancelled). Destination, size = units, due by its SLA deadline."""
         if warehouse_id not in {w.id for w in self.store.warehouses()}:
             raise WarehouseNotFound(f"no warehouse {warehouse_id}")
-        parcels = []
-        for stored in self.store.pending(limit):
-            if stored.allocation is None:
+        routed = self.store.live_parcels(warehouse_id)
+        picked = [o for o in self.store.picked(limit) if o.order.id not in routed]
+        parcels: list[Parcel] = []
+        for stored in [*self.store.pending(limit), *picked]:
+            if stored.allocation is None or len(parcels) >= limit:
                 continue
             for package in stored.allocation.chosen.packages:
                 if package.warehouse_id == warehouse_id:
@@ -176,6 +200,73 @@ class AllocationService:
                         )
                     )
         return parcels
+
+    def record_plan(self, warehouse_id: str, plan: LastMilePlan) -> list[RoutePlan]:
+        """Persist a last-mile plan of ``warehouse_id``'s parcels: one route plan per courier with
+        its stops (parcel -> order), planned ETAs and SLA deadlines. Parcels planned before move
+        to their new stop."""
+        records = []
+        for route in plan.routes:
+            if not route.stops:
+                continue
+            plan_id = f"plan-{uuid.uuid4().hex[:16]}"
+            stops = []
+            for position, stop in enumerate(route.stops, start=1):
+                order_id, parcel_warehouse = split_parcel_id(stop.parcel_id)
+                if parcel_warehouse != warehouse_id:
+                    raise InvalidOrder(f"parcel {stop.parcel_id} does not ship from {warehouse_id}")
+                parcel = plan.parcels[stop.parcel_id]
+                stops.append(
+                    PlanStop(
+                        f"{plan_id}.{position}",
+                        plan_id,
+                        position,
+                        order_id,
+                        warehouse_id,
+                        stop.location,
+                        stop.eta_s,
+                        parcel.tw_late_s,
+                    )
+                )
+            records.append(
+                RoutePlan(
+                    plan_id,
+                    warehouse_id,
+                    route.courier_id,
+                    route.start_s,
+                    route.end_s,
+                    route.duration_s,
+                    route.distance_m,
+                    tuple(route.geometry),
+                    tuple(stops),
+                )
+            )
+        self.store.save_plans(records)
+        log.info("fulfillment.planned", warehouse_id=warehouse_id, routes=len(records))
+        return records
+
+    def deliver(self, stop_id: str, delivered_at_s: int, by: str) -> Delivery:
+        """Proof of delivery for one stop (idempotent). Raises StopNotFound, PlanCancelled,
+        StopReplanned, OrderNotPicked, InvalidOrder (time out of range)."""
+        if not 0 <= delivered_at_s <= MAX_DELIVERY_AT_S:
+            raise InvalidOrder(f"delivered_at_s must be in [0, {MAX_DELIVERY_AT_S}]")
+        delivery = self.store.deliver(stop_id, delivered_at_s, by)
+        if not delivery.repeated:
+            log.info(
+                "fulfillment.delivered",
+                stop_id=stop_id,
+                order_id=delivery.order_id,
+                order_status=delivery.order_status,
+                on_time=delivery.on_time,
+            )
+        return delivery
+
+    def explain(self, order_id: str) -> OrderView:
+        stored = self.store.get_order(order_id)
+        stops = self.store.order_stops(order_id)
+        plans = self.store.plans_of([s.plan_id for s in stops])
+        history = self.store.order_history(order_id)
+        return OrderView(stored, stops, plans, history, self.costs.deadline_s(stored.order))
 
     def _view(self, order: Order) -> tuple[NetworkView, dict[str, Lane]]:
         warehouses = self.store.warehouses()

@@ -9,9 +9,12 @@ Like the rest of the simulator this is a client of the public HTTP APIs only:
   order is paid — wallet top-up (``/payments/v1/topups``) and payment to the merchant
   (``/payments/v1/payments``), both with an ``Idempotency-Key``, with the customer's own token;
 * every ``plan_every_s`` simulated seconds each warehouse's allocated parcels are routed
-  (``POST /fulfillment/v1/warehouses/{id}/plan``); an order all of whose parcels got a route is
-  handed to its couriers (``POST .../orders/{id}/picked``) and counts as delivered once the
-  simulated time passes the planned ETA of its last parcel (the API has no proof-of-delivery).
+  (``POST /fulfillment/v1/warehouses/{id}/plan``, stored as one plan per courier); an order all of
+  whose parcels got a stop is handed to its couriers (``POST .../orders/{id}/picked``);
+* the couriers drive their plans in simulated time: at each stop's planned ETA its courier (a
+  driver token whose subject is the courier id) posts the proof of delivery
+  (``POST /fulfillment/v1/stops/{id}/delivered``). An order counts as delivered, and on time,
+  only when the API says so (every parcel delivered; last delivery vs the SLA deadline).
 
 The plan (:func:`plan_orders`) is a pure function of (params, rng, horizon): same seed, same orders.
 """
@@ -48,6 +51,7 @@ SLA_MIX: tuple[tuple[str, float], ...] = (("2h", 0.5), ("same_day", 0.35), ("sta
 STANDARD_DAYS = 3  # fulfillment's CostModel.standard_days (the deadline of a "standard" order)
 MAX_LINES = 3
 MAX_ERRORS = 100
+MAX_DELIVERIES_IN_FLIGHT = 5_000  # courier stops waiting for their ETA at once
 TokenSource = Callable[[str, str], str]
 
 
@@ -165,6 +169,10 @@ class ShopStats:
     orders_paid: int = 0
     payments_failed: int = 0
     orders_picked: int = 0
+    orders_delivered: int = 0  # the API answered "delivered" (every parcel)
+    orders_on_time: int = 0  # ... and on time against the SLA deadline
+    deliveries_posted: int = 0  # stops delivered (parcels)
+    deliveries_failed: int = 0
     plan_rounds: int = 0
     revenue_minor: int = 0
     errors: list[str] = field(default_factory=list)
@@ -200,7 +208,11 @@ class ShopSim:
         self.packages: dict[str, tuple[str, ...]] = {}  # order id -> warehouses of its parcels
         self.accounts: set[str] = set()  # every ledger account this shop moved money on
         self.ready = asyncio.Event()
-        self._etas: dict[str, dict[str, float]] = {}  # order id -> warehouse -> planned ETA
+        # order id -> warehouse -> (stop id, planned ETA, courier id), latest plan wins
+        self._stops: dict[str, dict[str, tuple[str, float, str]]] = {}
+        self._delivered: dict[str, dict[str, int]] = {}  # order id -> warehouse -> delivered at
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._stop_event: asyncio.Event | None = None
         self._active: set[asyncio.Task[None]] = set()
         self._t0 = self.clock.now()
 
@@ -216,6 +228,8 @@ class ShopSim:
         return self.params.start_hour * 3600 + (self.clock.now() - self._t0)
 
     def delivery_outcomes(self) -> list[DeliveryOutcome]:
+        """Per allocated order: its SLA deadline and, per parcel, the delivery time the API
+        recorded (``inf`` while the parcel is still out for delivery)."""
         return list(self.outcomes.values())
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -232,14 +246,15 @@ class ShopSim:
                 await stop.wait()
                 return
             self.ready.set()
+            self._stop_event = stop
             tasks = [
                 asyncio.create_task(self._customers(stop), name="shop-customers"),
                 asyncio.create_task(self._planner(stop), name="shop-planner"),
             ]
             await stop.wait()
-            for task in [*tasks, *self._active]:
+            for task in [*tasks, *self._active, *self._deliveries]:
                 task.cancel()
-            for task in [*tasks, *self._active]:
+            for task in [*tasks, *self._active, *self._deliveries]:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
@@ -426,11 +441,12 @@ class ShopSim:
             for route in r.json()["routes"]:
                 for stop in route["stops"]:
                     order_id, _, wh = str(stop["parcel_id"]).rpartition("@")
-                    self._etas.setdefault(order_id, {})[wh] = float(stop["eta_s"])
+                    entry = (str(stop["stop_id"]), float(stop["eta_s"]), str(route["courier_id"]))
+                    self._stops.setdefault(order_id, {})[wh] = entry
         self.stats.plan_rounds += 1
-        for order_id, etas in list(self._etas.items()):
+        for order_id, stops in list(self._stops.items()):
             warehouses = self.packages.get(order_id)
-            if warehouses is None or any(w not in etas for w in warehouses):
+            if warehouses is None or any(w not in stops for w in warehouses):
                 continue
             r = await self._http.post(f"/fulfillment/v1/orders/{order_id}/picked", headers=self._admin)
             if r.status_code != 200:
@@ -439,6 +455,71 @@ class ShopSim:
             self.stats.orders_picked += 1
             outcome = self.outcomes[order_id]
             self.outcomes[order_id] = DeliveryOutcome(
-                order_id, outcome.parcels, outcome.deadline_s, tuple(etas[w] for w in warehouses)
+                order_id, outcome.parcels, outcome.deadline_s, (math.inf,) * outcome.parcels
             )
-            del self._etas[order_id]
+            del self._stops[order_id]
+            for wh in warehouses:
+                self._drive(order_id, wh, *stops[wh])
+
+    def _drive(self, order_id: str, warehouse_id: str, stop_id: str, eta_s: float, courier_id: str) -> None:
+        """The courier reaches the stop at its planned ETA and posts the proof of delivery."""
+        if len(self._deliveries) >= MAX_DELIVERIES_IN_FLIGHT:
+            self.stats.deliveries_failed += 1
+            self.stats.error(f"{stop_id}: over {MAX_DELIVERIES_IN_FLIGHT} deliveries in flight; not driven")
+            return
+        task = asyncio.create_task(
+            self._deliver(order_id, warehouse_id, stop_id, eta_s, courier_id), name=f"shop-{stop_id}"
+        )
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver(
+        self, order_id: str, warehouse_id: str, stop_id: str, eta_s: float, courier_id: str
+    ) -> None:
+        stop = self._stop_event or asyncio.Event()
+        if not await self._until(eta_s - self.params.start_hour * 3600, stop):
+            return
+        try:
+            await self.post_delivered(order_id, warehouse_id, stop_id, int(eta_s), courier_id)
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            self.stats.deliveries_failed += 1
+            self.stats.error(f"{stop_id}: delivered: {type(exc).__name__}: {exc}")
+
+    async def post_delivered(
+        self, order_id: str, warehouse_id: str, stop_id: str, at_s: int, courier_id: str
+    ) -> None:
+        """``POST /fulfillment/v1/stops/{id}/delivered`` as the courier; the order's outcome comes
+        from the answer (delivered when all its parcels are, on time per the API)."""
+        courier = {"Authorization": f"Bearer {self.tokens('driver', courier_id)}"}
+        r = await self._http.post(
+            f"/fulfillment/v1/stops/{stop_id}/delivered", json={"delivered_at_s": at_s}, headers=courier
+        )
+        if r.status_code != 200:
+            self.stats.deliveries_failed += 1
+            self.stats.error(f"{stop_id}: delivered {r.status_code}: {r.text[:200]}")
+            return
+        body = r.json()
+        if not body["repeated"]:
+            self.stats.deliveries_posted += 1
+        self._delivered.setdefault(order_id, {})[warehouse_id] = int(body["stop"]["delivered_at_s"])
+        order = body["order"]
+        outcome = self.outcomes.get(order_id)
+        if order["status"] != "delivered" or outcome is None or _counted(outcome):
+            return  # parcels still out, or this order was counted already
+        times = self._delivered.pop(order_id, {})
+        delivered = DeliveryOutcome(
+            order_id,
+            outcome.parcels,
+            int(order["deadline_s"]),
+            tuple(float(times.get(w, order["delivered_at_s"])) for w in self.packages[order_id]),
+        )
+        self.outcomes[order_id] = delivered
+        self.stats.orders_delivered += 1
+        self.stats.orders_on_time += 1 if order["on_time"] else 0
+        if delivered.on_time != bool(order["on_time"]):
+            self.stats.error(f"{order_id}: on-time per the API {order['on_time']} != {delivered.on_time}")
+
+
+def _counted(outcome: DeliveryOutcome) -> bool:
+    """Every parcel has a recorded delivery time (``inf`` marks one still out for delivery)."""
+    return outcome.routed and all(math.isfinite(t) for t in outcome.etas_s)

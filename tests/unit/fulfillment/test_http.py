@@ -111,7 +111,18 @@ def test_order_placed_through_the_api_is_allocated_and_explained(client: TestCli
         body["allocation"]["costs"][k]
         for k in ("freight_minor", "labour_minor", "transfer_minor", "split_penalty_minor")
     )
-    assert client.get("/fulfillment/v1/orders/o1", headers=ADMIN).json() == body
+    explained = client.get("/fulfillment/v1/orders/o1", headers=ADMIN).json()
+    assert {k: explained[k] for k in body} == body
+    assert explained["shipments"] == [
+        {"parcel_id": "o1@north", "warehouse_id": "north", "status": "unplanned", "stop": None,
+         "earlier_stops": []}
+    ]  # fmt: skip
+    assert explained["delivery"] == {
+        "status": "allocated", "parcels": 1, "parcels_delivered": 0, "deadline_s": 7200,
+        "delivered_at_s": None, "on_time": None,
+    }  # fmt: skip
+    assert [h["status"] for h in explained["history"]] == ["allocated"]
+    assert explained["history"][0]["detail"]["decision"] == "single:north"
     listing = client.get("/fulfillment/v1/warehouses", headers=ADMIN).json()
     assert listing["items"][0]["stock"] == {"tea": {"on_hand": 3, "reserved": 2, "atp": 1}}
     picked = client.post("/fulfillment/v1/orders/o1/picked", headers=ADMIN).json()
@@ -181,3 +192,63 @@ def test_order_to_route_end_to_end(client: TestClient) -> None:
     assert plan["unassigned"] == []
     missing = client.post("/fulfillment/v1/warehouses/east/plan", json=body, headers=ADMIN)
     assert (missing.status_code, missing.json()["code"]) == (404, "WarehouseNotFound")
+
+
+def test_order_planned_delivered_and_explained_over_http(client: TestClient) -> None:
+    client.put(
+        "/fulfillment/v1/warehouses/north", json={"location": {"lat": 49.42, "lng": 8.69}}, headers=ADMIN
+    )
+    client.put("/fulfillment/v1/warehouses/north/stock/tea", json={"on_hand": 5}, headers=ADMIN)
+    order = {
+        "id": "a",
+        "lines": [{"sku": "tea", "qty": 1}],
+        "destination": {"lat": 49.41, "lng": 8.69},
+        "sla": "2h",
+        "placed_at_s": 30_000,
+    }
+    assert client.post("/fulfillment/v1/orders", json=order, headers=ADMIN).status_code == 201
+    couriers = [{"id": "c1", "capacity": 5, "shift_start_s": 30_000}]
+    body = {"couriers": couriers, "time_limit_s": 0.3, "seed": 1}
+    (route,) = client.post("/fulfillment/v1/warehouses/north/plan", json=body, headers=ADMIN).json()["routes"]
+    (stop,) = route["stops"]
+    assert route["plan_id"] and stop["stop_id"] == f"{route['plan_id']}.1"
+    stored = client.get(f"/fulfillment/v1/plans/{route['plan_id']}", headers=ADMIN).json()
+    assert (stored["courier_id"], stored["status"], len(stored["stops"])) == ("c1", "active", 1)
+    assert stored["stops"][0]["eta_s"] == stop["eta_s"]
+    assert client.post("/fulfillment/v1/orders/a/picked", headers=ADMIN).status_code == 200
+
+    url = f"/fulfillment/v1/stops/{stop['stop_id']}/delivered"
+    at = {"delivered_at_s": stop["eta_s"]}
+    assert client.post(url, json=at, headers=token(Role.DRIVER, "c2")).status_code == 403
+    assert client.post(url, json=at, headers=RIDER).status_code == 403
+    bad = client.post(url, json={"delivered_at_s": -5}, headers=ADMIN)
+    assert bad.status_code == 400
+    missing = client.post("/fulfillment/v1/stops/plan-x.1/delivered", json=at, headers=ADMIN)
+    assert (missing.status_code, missing.json()["code"]) == (404, "StopNotFound")
+    r = client.post(url, json=at, headers=token(Role.DRIVER, "c1"))
+    assert r.status_code == 200, r.text
+    done = r.json()
+    assert done["repeated"] is False
+    assert done["order"] == {
+        "id": "a", "status": "delivered", "parcels": 1, "parcels_delivered": 1,
+        "deadline_s": 37_200, "delivered_at_s": stop["eta_s"], "on_time": True,
+    }  # fmt: skip
+    assert client.post(url, json=at, headers=ADMIN).json()["repeated"] is True
+
+    explained = client.get("/fulfillment/v1/orders/a", headers=ADMIN).json()
+    assert explained["status"] == "delivered"
+    (shipment,) = explained["shipments"]
+    assert shipment["status"] == "delivered"
+    assert shipment["stop"]["courier_id"] == "c1"
+    assert (shipment["stop"]["position"], shipment["stop"]["eta_s"]) == (1, stop["eta_s"])
+    assert shipment["stop"]["plan_status"] == "completed"
+    assert explained["delivery"]["on_time"] is True
+    assert [h["status"] for h in explained["history"]] == [
+        "allocated", "planned", "picked", "parcel_delivered", "delivered",
+    ]  # fmt: skip
+    cancel = client.post(
+        f"/fulfillment/v1/plans/{route['plan_id']}/cancel", json={"reason": "x"}, headers=ADMIN
+    )
+    assert (cancel.status_code, cancel.json()["code"]) == (409, "DeliveryConflict")
+    unknown = client.post("/fulfillment/v1/plans/nope/cancel", json={"reason": "x"}, headers=ADMIN)
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "PlanNotFound")

@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+from pathlib import Path
 
+import httpx
 import pytest
 
+from hexcity.api import create_app
+from hexcity.fulfillment import (
+    AllocationService,
+    FulfillmentApi,
+    FulfillmentSettings,
+    LastMilePlanner,
+    PyVrpSolver,
+    SqlAllocationStore,
+    StraightLineMatrix,
+    VrpService,
+    build_fulfillment_router,
+)
+from hexcity.infra.auth import AuthSettings, Role, mint_demo_token
+from hexcity.infra.sql import make_engine
 from hexcity.kernel import LatLng, haversine_m
+from hexcity.platform import ModuleRuntime
+from hexcity.routing import Limits, RoutingService
+from hexcity.simulator.drivers import SimClock
+from hexcity.simulator.kpis import DeliveryOutcome, delivery_kpis
 from hexcity.simulator.shop import (
     ShopParams,
+    ShopSim,
     deadline_s,
     plan_orders,
     sku_holders,
@@ -17,6 +39,7 @@ from hexcity.simulator.shop import (
 from hexcity.web.panels import flash_sale_figures, ledger_figures, money
 
 CENTER = LatLng(42.5078, 1.5211)
+AUTH = AuthSettings(jwt_secret="shop-sim-test-" + "s" * 40, demo_mode=True)
 
 
 def test_same_seed_same_orders() -> None:
@@ -105,3 +128,69 @@ def test_flash_sale_figures() -> None:
     assert flash_sale_figures(100, 40, 0, "open") == {
         "state": "open", "units": 100, "sold": 40, "left": 60, "oversold": 0,
     }  # fmt: skip
+
+
+def test_couriers_drive_the_stored_plan_and_deliveries_come_from_the_api(tmp_path: Path) -> None:
+    asyncio.run(_drive_one_order(tmp_path))
+
+
+async def _drive_one_order(tmp_path: Path) -> None:
+    road = StraightLineMatrix(speed_m_s=10.0)
+    store = SqlAllocationStore(make_engine(f"sqlite:///{tmp_path / 'f.db'}"))
+    store.create_schema()
+    api = FulfillmentApi(
+        VrpService(FulfillmentSettings(), PyVrpSolver(), road),
+        AllocationService(store, road),
+        LastMilePlanner(road, PyVrpSolver()),
+    )
+    app = create_app(
+        RoutingService(Limits()), AUTH, None, [ModuleRuntime("fulfillment", [build_fulfillment_router(api)])]
+    )
+
+    def tokens(role: str, subject: str) -> str:
+        return mint_demo_token(AUTH, Role(role), subject)
+
+    params = ShopParams(CENTER, warehouses=1, skus=2, couriers_per_warehouse=1, plan_time_limit_s=0.3)
+    sim = ShopSim("http://shop.test", tokens, params, clock=SimClock(1000.0), horizon_s=0)
+    admin = {"Authorization": f"Bearer {tokens('admin', 'test')}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop.test") as http:
+        sim._http, sim._admin, sim._stop_event = http, admin, asyncio.Event()
+        site = {"location": {"lat": CENTER.lat + 0.01, "lng": CENTER.lng}}
+        assert (
+            await http.put("/fulfillment/v1/warehouses/wh-01", json=site, headers=admin)
+        ).status_code == 200
+        stock = {"on_hand": 5}
+        assert (
+            await http.put("/fulfillment/v1/warehouses/wh-01/stock/sku-000", json=stock, headers=admin)
+        ).is_success
+        placed_at_s = int(sim.day_s())
+        order = {
+            "id": "order-00000",
+            "lines": [{"sku": "sku-000", "qty": 1}],
+            "sla": "2h",
+            "destination": {"lat": CENTER.lat, "lng": CENTER.lng},
+            "placed_at_s": placed_at_s,
+        }
+        assert (await http.post("/fulfillment/v1/orders", json=order, headers=admin)).status_code == 201
+        sim.packages["order-00000"] = ("wh-01",)
+        sim.outcomes["order-00000"] = DeliveryOutcome("order-00000", 1, deadline_s("2h", placed_at_s))
+        await sim.plan_round()
+        assert (sim.stats.plan_rounds, sim.stats.orders_picked, sim.stats.errors) == (1, 1, [])
+        assert delivery_kpis(sim.delivery_outcomes(), 1e9)["orders_delivered"] == 0  # out, not delivered
+        assert len(sim._deliveries) == 1
+        await asyncio.wait_for(asyncio.gather(*sim._deliveries), 30)
+        assert (sim.stats.deliveries_posted, sim.stats.orders_delivered, sim.stats.orders_on_time) == (
+            1,
+            1,
+            1,
+        )
+        assert sim.stats.errors == []
+        explained = (await http.get("/fulfillment/v1/orders/order-00000", headers=admin)).json()
+    assert explained["status"] == "delivered"
+    (shipment,) = explained["shipments"]
+    assert shipment["stop"]["courier_id"] == "wh-01-courier-1"
+    assert shipment["stop"]["delivered_at_s"] == shipment["stop"]["eta_s"]
+    (outcome,) = sim.delivery_outcomes()
+    assert outcome.etas_s == (float(shipment["stop"]["eta_s"]),)
+    kpis = delivery_kpis(sim.delivery_outcomes(), shipment["stop"]["eta_s"])
+    assert (kpis["orders_delivered"], kpis["orders_on_time_rate"]) == (1, 1.0)

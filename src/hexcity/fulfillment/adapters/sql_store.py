@@ -16,16 +16,7 @@ import math
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    CheckConstraint,
-    Column,
     Engine,
-    Float,
-    Integer,
-    MetaData,
-    PrimaryKeyConstraint,
-    String,
-    Table,
     delete,
     func,
     insert,
@@ -35,6 +26,17 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hexcity.fulfillment.adapters.sql_plans import SqlPlanStore, add_history
+from hexcity.fulfillment.adapters.sql_schema import (
+    MAX_PENDING,
+    TOPIC_ORDERS,
+    TOPIC_STOCK,
+    metadata,
+    orders,
+    reservations,
+    stock,
+    warehouses,
+)
 from hexcity.fulfillment.domain.allocation import (
     Allocation,
     StoredOrder,
@@ -54,66 +56,11 @@ from hexcity.infra.sql import writer
 from hexcity.kernel import LatLng
 from hexcity.kernel.events import Event
 
-TOPIC_STOCK = "fulfillment.stock"
-TOPIC_ORDERS = "fulfillment.orders"
-MAX_PENDING = 10_000
-
-metadata = MetaData()
-
-warehouses = Table(
-    "fulfillment_warehouses",
-    metadata,
-    Column("id", String(64), primary_key=True),
-    Column("lat", Float, nullable=False),
-    Column("lng", Float, nullable=False),
-    Column("handling_cost_minor", Integer, nullable=False),
-    Column("cutoff_s", Integer, nullable=False),
-    Column("capacity_orders", Integer, nullable=False),
-    Column("pick_time_s", Integer, nullable=False),
-)
-
-stock = Table(
-    "fulfillment_stock",
-    metadata,
-    Column("warehouse_id", String(64), nullable=False),
-    Column("sku", String(64), nullable=False),
-    Column("on_hand", Integer, nullable=False),
-    Column("reserved", Integer, nullable=False),
-    PrimaryKeyConstraint("warehouse_id", "sku", name="pk_fulfillment_stock"),
-    CheckConstraint("on_hand >= 0", name="ck_fulfillment_stock_on_hand"),
-    CheckConstraint("reserved >= 0 AND reserved <= on_hand", name="ck_fulfillment_stock_reserved"),
-)
-
-orders = Table(
-    "fulfillment_orders",
-    metadata,
-    Column("id", String(64), primary_key=True),
-    Column("status", String(16), nullable=False),  # allocated | unallocated | picked
-    Column("sla", String(16), nullable=False),
-    Column("lat", Float, nullable=False),
-    Column("lng", Float, nullable=False),
-    Column("placed_at_s", Integer, nullable=False),
-    Column("lines", JSON, nullable=False),
-    Column("lanes", JSON, nullable=False),  # {warehouse id: [distance_m, duration_s]} at placement
-    Column("allocation", JSON, nullable=True),
-    Column("reason", String(500), nullable=True),
-    Column("total_minor", Integer, nullable=True),
-)
-
-reservations = Table(
-    "fulfillment_reservations",
-    metadata,
-    Column("order_id", String(64), nullable=False),
-    Column("warehouse_id", String(64), nullable=False),
-    Column("sku", String(64), nullable=False),
-    Column("qty", Integer, nullable=False),
-    PrimaryKeyConstraint("order_id", "warehouse_id", "sku", name="pk_fulfillment_reservations"),
-    CheckConstraint("qty > 0", name="ck_fulfillment_reservations_qty"),
-)
+__all__ = ["MAX_PENDING", "TOPIC_ORDERS", "TOPIC_STOCK", "SqlAllocationStore", "metadata"]
 
 
-class SqlAllocationStore:
-    """The ``AllocationStore`` port over SQLAlchemy."""
+class SqlAllocationStore(SqlPlanStore):
+    """The ``AllocationStore`` port over SQLAlchemy (with route plans and deliveries)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -220,6 +167,7 @@ class SqlAllocationStore:
                 s.execute(insert(orders).values(**_order_row(order, lanes), **_allocated(allocation)))
                 _reserve(s, order.id, allocation.reserved())
                 add_to_outbox(s, _order_event(order.id, "allocated", allocation_to_dict(allocation)))
+                add_history(s, order.id, "allocated", order.placed_at_s, _decision(allocation))
         except IntegrityError as exc:
             existing = self.find_order(order.id)
             if existing is not None:
@@ -237,6 +185,7 @@ class SqlAllocationStore:
                     )
                 )
                 add_to_outbox(s, _order_event(order.id, "unallocated", {"reason": reason}))
+                add_history(s, order.id, "unallocated", order.placed_at_s, {"reason": reason[:500]})
         except IntegrityError:
             pass  # placed before: the stored decision stands
         return self.get_order(order.id)
@@ -245,6 +194,14 @@ class SqlAllocationStore:
         with self.engine.connect() as c:
             rows = c.execute(
                 select(orders).where(orders.c.status == "allocated").order_by(orders.c.id).limit(limit)
+            ).all()
+        return [_stored(r._mapping) for r in rows]
+
+    def picked(self, limit: int = MAX_PENDING) -> list[StoredOrder]:
+        """Picked orders not yet delivered (their parcels are with the couriers or about to be)."""
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(orders).where(orders.c.status == "picked").order_by(orders.c.id).limit(limit)
             ).all()
         return [_stored(r._mapping) for r in rows]
 
@@ -264,6 +221,7 @@ class SqlAllocationStore:
                         .values(**_allocated(new))
                     )
                     add_to_outbox(s, _order_event(new.order_id, "reallocated", allocation_to_dict(new)))
+                    add_history(s, new.order_id, "reallocated", None, _decision(new))
         except IntegrityError as exc:
             raise StockConflict("stock changed during re-optimisation; nothing was changed") from exc
 
@@ -287,6 +245,7 @@ class SqlAllocationStore:
             s.execute(delete(reservations).where(reservations.c.order_id == order_id))
             s.execute(update(orders).where(orders.c.id == order_id).values(status="picked"))
             add_to_outbox(s, _order_event(order_id, "picked", {}))
+            add_history(s, order_id, "picked", None, {})
         return self.get_order(order_id)
 
 
@@ -379,6 +338,14 @@ def _allocated(allocation: Allocation) -> dict[str, Any]:
         "allocation": allocation_to_dict(allocation),
         "total_minor": allocation.chosen.total_minor,
         "reason": "; ".join(allocation.reasons)[:500],
+    }
+
+
+def _decision(allocation: Allocation) -> dict[str, Any]:
+    return {
+        "decision": allocation.chosen.label(),
+        "total_minor": allocation.chosen.total_minor,
+        "warehouses": sorted({p.warehouse_id for p in allocation.chosen.packages}),
     }
 
 
