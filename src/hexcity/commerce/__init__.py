@@ -9,6 +9,7 @@ from hexcity.commerce.adapters.rate_limit import MemoryRateLimiter, RedisRateLim
 from hexcity.commerce.adapters.reservation_memory import MemoryReservationEngine
 from hexcity.commerce.adapters.reservation_redis import RedisReservationEngine
 from hexcity.commerce.adapters.store_sql import SqlCommerceStore
+from hexcity.commerce.adapters.waiting_room import MemoryWaitingRoom, RedisWaitingRoom
 from hexcity.commerce.domain.catalog import Campaign, Merchant, Order, OrderStatus, Product, Sku
 from hexcity.commerce.domain.reservation import ConfirmStatus, Hold, HoldState, ReserveResult, ReserveStatus
 from hexcity.commerce.errors import (
@@ -31,6 +32,7 @@ from hexcity.commerce.ports import (
     PaymentStatus,
     RateLimiter,
     ReservationEngine,
+    WaitingRoomPort,
 )
 from hexcity.commerce.service import STOCK_RETURNED_TOPIC, CommerceService, PurchaseReceipt, ReconcileReport
 from hexcity.commerce.settings import CommerceSettings
@@ -52,6 +54,7 @@ __all__ = [
     "LimitExceeded",
     "MemoryRateLimiter",
     "MemoryReservationEngine",
+    "MemoryWaitingRoom",
     "Merchant",
     "NotAdmittedYet",
     "Order",
@@ -68,6 +71,7 @@ __all__ = [
     "ReconcileReport",
     "RedisRateLimiter",
     "RedisReservationEngine",
+    "RedisWaitingRoom",
     "ReservationEngine",
     "ReservationExpired",
     "ReserveResult",
@@ -78,6 +82,7 @@ __all__ = [
     "SoldOut",
     "SqlCommerceStore",
     "SystemBusy",
+    "WaitingRoomPort",
     "build_commerce_router",
     "build_commerce_service",
     "redis_client",

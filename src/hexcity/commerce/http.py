@@ -200,7 +200,7 @@ def build_commerce_router(service: CommerceService) -> APIRouter:
 
     @router.put("/admin/waiting-room/rate")
     async def set_rate(body: RateBody, _: Admin) -> Response:
-        service.waiting_room.set_rate(body.admissions_per_s)
+        await service.waiting_room.set_rate(body.admissions_per_s)
         return json_response({"admissions_per_s": service.waiting_room.admissions_per_s})
 
     return router

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from hexcity.commerce.domain.admission import Ticket
 from hexcity.commerce.domain.reservation import ConfirmStatus, Hold, ReserveResult, StockSnapshot
 
 
@@ -66,6 +67,36 @@ class RateLimiter(Protocol):
 
     async def acquire(self, key: str, *, capacity: int, refill_per_s: float, tokens: int = 1) -> RateDecision:
         """Take ``tokens`` from bucket ``key`` if it holds them."""
+
+
+class WaitingRoomPort(Protocol):
+    """FIFO admission per campaign with signed tokens (in-process, or shared by processes in Redis)."""
+
+    @property
+    def admissions_per_s(self) -> float:
+        """The admission rate in force (as this process last saw it)."""
+
+    async def set_rate(self, admissions_per_s: float) -> None:
+        """Change the admission rate at run time."""
+
+    async def join(self, campaign_id: str, user_id: str, now_s: float, remaining: int) -> Ticket:
+        """The buyer's place (the same one on every reconnect) and a fresh signed token."""
+
+    async def rejoin(
+        self, token_text: str, campaign_id: str, user_id: str, now_s: float, remaining: int
+    ) -> Ticket:
+        """Reconnect with a valid token: keeps its position."""
+
+    async def check_admitted(
+        self, token_text: str, campaign_id: str, user_id: str, now_s: float, remaining: int
+    ) -> None:
+        """Raise ``AdmissionRequired``/``NotAdmittedYet`` unless the buyer's turn has come."""
+
+    async def finished(self, campaign_id: str) -> None:
+        """An admitted buyer's attempt completed."""
+
+    async def admitted(self, campaign_id: str) -> int:
+        """Positions admitted so far."""
 
 
 class PaymentStatus(StrEnum):

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hexcity.commerce.adapters.store_sql import SqlCommerceStore
+from hexcity.commerce.adapters.waiting_room import MemoryWaitingRoom
 from hexcity.commerce.domain.admission import PurchaseGate, SoldOutFlags, Ticket, WaitingRoom
 from hexcity.commerce.domain.catalog import (
     Campaign,
@@ -55,7 +56,13 @@ from hexcity.commerce.errors import (
     SystemBusy,
 )
 from hexcity.commerce.orders import order_event
-from hexcity.commerce.ports import PaymentGateway, PaymentStatus, RateLimiter, ReservationEngine
+from hexcity.commerce.ports import (
+    PaymentGateway,
+    PaymentStatus,
+    RateLimiter,
+    ReservationEngine,
+    WaitingRoomPort,
+)
 from hexcity.commerce.settings import CommerceSettings
 from hexcity.infra.bus import Delivery, EventBus, Subscription
 from hexcity.infra.logging import get_logger
@@ -107,7 +114,7 @@ class CommerceService:
         bus: EventBus,
         payments: PaymentGateway,
         limiter: RateLimiter,
-        waiting_room: WaitingRoom,
+        waiting_room: WaitingRoom | WaitingRoomPort,
         settings: CommerceSettings,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -116,7 +123,9 @@ class CommerceService:
         self.bus = bus
         self.payments = payments
         self.limiter = limiter
-        self.waiting_room = waiting_room
+        self.waiting_room: WaitingRoomPort = (
+            MemoryWaitingRoom(waiting_room) if isinstance(waiting_room, WaitingRoom) else waiting_room
+        )
         self.settings = settings
         self._clock = clock
         self.flags = SoldOutFlags(ttl_s=settings.sold_out_flag_ttl_s)
@@ -205,8 +214,8 @@ class CommerceService:
         campaign.check_open(now_s)
         remaining = await self._remaining(campaign_id)
         if token is not None:
-            return self.waiting_room.rejoin(token, campaign_id, user_id, now_s, remaining)
-        return self.waiting_room.join(campaign_id, user_id, now_s, remaining)
+            return await self.waiting_room.rejoin(token, campaign_id, user_id, now_s, remaining)
+        return await self.waiting_room.join(campaign_id, user_id, now_s, remaining)
 
     # -- purchase -----------------------------------------------------------------------------------
     async def purchase(
@@ -234,7 +243,7 @@ class CommerceService:
             if admission_token is None:
                 raise AdmissionRequired("this sale has a waiting room: join the queue first")
             remaining = await self._remaining(campaign_id)
-            self.waiting_room.check_admitted(admission_token, campaign_id, user_id, now_s, remaining)
+            await self.waiting_room.check_admitted(admission_token, campaign_id, user_id, now_s, remaining)
         if not self.gate.try_enter(campaign_id):
             if self.gate.remaining(campaign_id) == 0:
                 raise SoldOut(f"campaign {campaign_id} is sold out")
@@ -244,7 +253,10 @@ class CommerceService:
         finally:
             self.gate.leave(campaign_id)
             if self.settings.waiting_room_enabled:
-                self.waiting_room.finished(campaign_id)
+                try:
+                    await self.waiting_room.finished(campaign_id)
+                except SystemBusy:  # the answer stands; one slot of the k × remaining cap stays taken
+                    log.warning("commerce.waiting_room_finished_lost", campaign_id=campaign_id)
 
     async def _reserve(
         self, campaign: Campaign, user_id: str, quantity: int, idempotency_key: str | None, now_s: float

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -41,6 +43,12 @@ class CommerceSettings(BaseSettings):
         default=None, description="HMAC key (≥ 16 bytes); None: random per process (one instance only)"
     )
     max_queue: int = Field(default=1_000_000, ge=1, le=100_000_000)
+    waiting_room_store: Literal["auto", "memory", "redis"] = Field(
+        default="auto", description="auto: shared in Redis when the engine uses Redis, else in-process"
+    )
+    waiting_room_rate_refresh_s: float = Field(
+        default=1.0, ge=0, le=60, description="a rate change reaches every process within this time"
+    )
     # -- asynchronous persistence -------------------------------------------------------------------
     persist_batch_size: int = Field(default=500, ge=1, le=10_000, description="orders per SQL batch")
     persist_flush_s: float = Field(default=0.2, gt=0, le=60, description="flush a partial batch after this")

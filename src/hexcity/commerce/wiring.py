@@ -16,8 +16,9 @@ from hexcity.commerce.adapters.rate_limit import MemoryRateLimiter, RedisRateLim
 from hexcity.commerce.adapters.reservation_memory import MemoryReservationEngine
 from hexcity.commerce.adapters.reservation_redis import RedisReservationEngine
 from hexcity.commerce.adapters.store_sql import SqlCommerceStore
+from hexcity.commerce.adapters.waiting_room import MemoryWaitingRoom, RedisWaitingRoom
 from hexcity.commerce.domain.admission import AdmissionSigner, WaitingRoom
-from hexcity.commerce.ports import PaymentGateway, RateLimiter, ReservationEngine
+from hexcity.commerce.ports import PaymentGateway, RateLimiter, ReservationEngine, WaitingRoomPort
 from hexcity.commerce.service import CommerceService
 from hexcity.commerce.settings import CommerceSettings
 from hexcity.infra.bus import EventBus
@@ -77,13 +78,31 @@ def build_commerce_service(
         secret = secrets.token_bytes(32)
         if settings.waiting_room_enabled:
             log.warning("commerce.admission_secret_random", message="tokens are valid in this process only")
-    room = WaitingRoom(
-        AdmissionSigner(secret),
-        admissions_per_s=settings.admissions_per_s,
-        stock_multiple=settings.gate_multiple,
-        token_ttl_s=settings.admission_ttl_s,
-        max_queue=settings.max_queue,
-    )
+    signer = AdmissionSigner(secret)
+    room: WaitingRoomPort
+    if settings.waiting_room_store == "redis" and redis is None:
+        raise ValueError("HEXCITY_COMMERCE_WAITING_ROOM_STORE=redis needs HEXCITY_COMMERCE_REDIS_URL")
+    if redis is not None and settings.waiting_room_store != "memory":
+        room = RedisWaitingRoom(
+            redis,
+            signer,
+            prefix=settings.key_prefix,
+            admissions_per_s=settings.admissions_per_s,
+            stock_multiple=settings.gate_multiple,
+            token_ttl_s=settings.admission_ttl_s,
+            max_queue=settings.max_queue,
+            rate_refresh_s=settings.waiting_room_rate_refresh_s,
+        )
+    else:
+        room = MemoryWaitingRoom(
+            WaitingRoom(
+                signer,
+                admissions_per_s=settings.admissions_per_s,
+                stock_multiple=settings.gate_multiple,
+                token_ttl_s=settings.admission_ttl_s,
+                max_queue=settings.max_queue,
+            )
+        )
     return CommerceService(
         store=store,
         engine=engine,

@@ -142,7 +142,7 @@ async def stampede(
                 except (redis.ConnectionError, redis.TimeoutError):
                     lost_replies += len(chunk)  # some of these may have reserved: the reconciler finds them
                     continue
-            for (rid, user), (_, encoded) in zip(calls, replies, strict=True):
+            for (rid, user), encoded in zip(calls, replies, strict=True):
                 result = decode_result(encoded)
                 outcomes[result.status.value] = outcomes.get(result.status.value, 0) + 1
                 if result.reserved:
