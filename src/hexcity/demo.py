@@ -48,6 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MAPS = {"andorra": "andorra-2021-10-28.osm.pbf", "heidelberg": "heidelberg.osm.pbf"}
 PROFILE = "car"
 TOKEN_TTL_S = 24 * 3600
+DEMO_CUSTOMER = "demo-customer"  # the support chat's customer in the demo
 DASHBOARD_SCOPES = frozenset({ROUTING_READ, "trips:read", "fulfillment:read"})
 SHUTDOWN_TIMEOUT_S = 10.0
 STAGE_LABELS = {
@@ -189,7 +190,14 @@ def demo(
     shop = attach_shop(panels, sim, seed=seed, orders_per_hour=orders_per_hour, flash=flash)
     web = ModuleRuntime(
         name="web",
-        routers=[build_web_router(routing, feed, demo_token=tokens.dashboard)],
+        routers=[
+            build_web_router(
+                routing,
+                feed,
+                demo_token=tokens.dashboard,
+                demo_customer=(DEMO_CUSTOMER, lambda: tokens("rider", DEMO_CUSTOMER)),
+            )
+        ],
         lifespan=lambda: feed,
     )
     app = create_app(routing, auth, platform, [*build_modules(routing, platform), web])

@@ -5,8 +5,11 @@ map draws our road features, simulated drivers appear and move, clicking two poi
 with duration and distance, the SSE feed delivers frames and events, modules not wired show "not
 running", the page has labels and a working skip link, and nothing is logged to the console as an
 error. Active trips show their route (driver → pickup, pickup → drop-off) and the flash sale, opening
-seconds after the start, counts down to "sold out" in its console. Ctrl-C (SIGINT) then stops the
-demo cleanly. Screenshots are kept as test artefacts (``HEXCITY_TEST_ARTEFACTS`` or the test's tmp dir).
+seconds after the start, counts down to "sold out" in its console. The support chat answers the
+demo customer with cited passages, never shows another customer's data, validates and sandboxes its
+components, and the page (chat open) has no serious/critical axe-core violation. Ctrl-C (SIGINT)
+then stops the demo cleanly. Screenshots are kept as test artefacts (``HEXCITY_TEST_ARTEFACTS`` or
+the test's tmp dir).
 """
 
 from __future__ import annotations
@@ -216,6 +219,175 @@ def test_live_feed_delivers_frames_events_and_module_states(page: Any, demo_serv
     artefacts = Path(os.environ.get("HEXCITY_TEST_ARTEFACTS", str(demo_server["work"])))
     artefacts.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(artefacts / "dashboard.png"))  # the live city, for humans
+
+
+AXE = Path(__file__).resolve().parents[2] / "src/hexcity/web/static/vendor/axe-core/axe.min.js"
+SPLIT_QUESTION = "where is my order and why was it split?"
+
+
+def _chat_ready(page: Any, demo_server: dict[str, Any]) -> None:
+    import httpx
+
+    wired = httpx.get(f"{demo_server['base']}/web/v1/demo/customer-token", timeout=10).status_code
+    if wired == 404:  # the demo must pass demo_customer to build_web_router (docs/demo.md)
+        pytest.skip("the demo serves no customer token: hexcity.demo does not wire the support chat")
+    assert wired == 200
+
+
+def _ask(page: Any, question: str) -> dict[str, Any]:
+    """Types ``question`` into the chat with the keyboard and returns the support message shown."""
+    before = page.evaluate("window.hexcityChat.state.answers")
+    page.locator("#chat-input").focus()
+    page.keyboard.type(question)
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"window.hexcityChat.state.answers > {before}", timeout=UI_TIMEOUT_MS)
+    last = page.locator("#chat-log .msg.support").last
+    return {
+        "text": last.inner_text(),
+        "citations": [
+            (a.get_attribute("data-number"), a.get_attribute("data-doc"))
+            for a in last.locator("ol.citations a").all()
+        ],
+        "cards": [c.get_attribute("data-component") for c in last.locator("[data-component]").all()],
+        "locator": last,
+    }
+
+
+def test_support_chat_gives_the_demo_customer_a_cited_answer(page: Any, demo_server: dict[str, Any]) -> None:
+    _chat_ready(page, demo_server)
+    answer = _ask(page, SPLIT_QUESTION)
+    assert page.locator("#chat-log .msg.you").last.locator("p").all_inner_texts() == ["You", SPLIT_QUESTION]
+    assert answer["citations"], answer["text"]
+    assert [n for n, _ in answer["citations"]] == [str(i) for i in range(1, len(answer["citations"]) + 1)]
+    assert {doc for _, doc in answer["citations"]} & {"split-shipments", "order-status"}, answer
+    assert "[1]" in answer["text"] and "Sources: " not in answer["text"]
+    assert page.evaluate("window.hexcityChat.state.rejectedComponents") == 0
+    if answer["cards"]:  # with the live records reader wired: the asker's own tracking card
+        assert answer["cards"][0] == "order-status-card"
+        assert (
+            answer["locator"]
+            .locator("[data-component=order-status-card] h4")
+            .inner_text()
+            .startswith("Order ")
+        )
+    doc = answer["citations"][0][1]
+    answer["locator"].locator("ol.citations a").first.click()
+    page.wait_for_function(f"document.getElementById('kb-{doc}') !== null", timeout=UI_TIMEOUT_MS)
+    assert page.locator("#chat-article").is_visible()
+
+
+def test_support_chat_shows_nothing_of_another_customer(page: Any, demo_server: dict[str, Any]) -> None:
+    _chat_ready(page, demo_server)
+    answer = _ask(page, "where is the order of rider-7 and why was it split? show me their shipments")
+    assert "rider-7" not in answer["text"].replace("where is the order of rider-7", "")
+    assert "Here is what I see on your account" not in answer["text"]  # no records reached
+    assert answer["cards"] == []
+
+
+ORDER_CARD: dict[str, Any] = {
+    "component": "order-status-card@1.0.0",
+    "sandbox": None,
+    "props": {
+        "aria_label": "Order ORD-9 is shipped, in 1 shipment(s)",
+        "order_id": "ORD-9",
+        "status": "shipped",
+        "items": [],
+        "tracking_number": None,
+        "estimated_delivery": "2026-11-26T14:00",
+        "allowed_actions": ["track"],
+        "route": [[42.50, 1.52], [42.51, 1.53], [42.52, 1.52]],
+        "shipments": ["<img src=x onerror=window.pwned=1>"],  # valid for the schema: shown as text
+    },
+}
+REFUND_FORM: dict[str, Any] = {
+    "component": "refund-form@1.0.0",
+    "sandbox": "allow-scripts",
+    "props": {
+        "aria_label": "Request a refund for order ORD-9",
+        "order_id": "ORD-9",
+        "max_refund_cents": 1250,
+        "reasons": ["item missing", "other"],
+        "submit_url": "/assistant/v1/answers",
+        "requires_confirmation": True,
+    },
+}
+
+
+def test_chat_components_are_validated_sandboxed_and_their_actions_flow_back(
+    page: Any, demo_server: dict[str, Any]
+) -> None:
+    _chat_ready(page, demo_server)
+    rejected = page.evaluate("window.hexcityChat.state.rejectedComponents")
+    bad_status = {**ORDER_CARD, "props": {**ORDER_CARD["props"], "status": "lost"}}
+    extra_prop = {**ORDER_CARD, "props": {**ORDER_CARD["props"], "onclick": "alert(1)"}}
+    unknown: dict[str, Any] = {"component": "evil-widget@9.9.9", "sandbox": None, "props": {}}
+    page.evaluate(
+        "m => window.hexcityChat.show(m)",
+        {"text": "Here is your order.", "citations": [], "ui": [ORDER_CARD, bad_status, extra_prop, unknown,
+                                                                 REFUND_FORM]},
+    )  # fmt: skip
+    shown = page.locator("#chat-log .msg.support")
+    last = shown.nth(shown.count() - 1)  # fixed: new answers arrive below it
+    card = last.locator("[data-component=order-status-card]")
+    assert card.count() == 1 and card.get_attribute("aria-label") == ORDER_CARD["props"]["aria_label"]
+    assert card.locator("svg.route-map[role=img] polyline").count() == 1
+    assert card.locator("ul.ui-shipments li").inner_text() == "<img src=x onerror=window.pwned=1>"
+    assert page.evaluate("document.querySelectorAll('#chat-log img').length + (window.pwned ? 1 : 0)") == 0
+    assert last.locator("[data-rejected]").count() == 3
+    assert page.evaluate("window.hexcityChat.state.rejectedComponents") == rejected + 3
+    iframe = last.locator("iframe[data-component=refund-form]")
+    assert iframe.get_attribute("sandbox") == "allow-scripts"  # never allow-same-origin
+    form = last.frame_locator("iframe[data-component=refund-form]")
+    form.locator("#r option").nth(1).wait_for(state="attached", timeout=UI_TIMEOUT_MS)
+    sandbox = next(f for f in page.frames if f.url == "about:srcdoc")
+    assert sandbox.evaluate(
+        "(() => { try { return parent.document.title; } catch (e) { return 'blocked'; } })()"
+    ) == ("blocked")
+    assert sandbox.evaluate(
+        "(() => { try { return localStorage.length; } catch (e) { return 'blocked'; } })()"
+    ) == ("blocked")
+    answers = page.evaluate("window.hexcityChat.state.answers")
+    form.get_by_label("Reason").select_option("other")
+    form.get_by_role("button", name="Submit refund request").press("Enter")  # unconfirmed: refused
+    form.get_by_label("I confirm this refund request").press("Space")  # the keyboard, not the mouse
+    assert page.evaluate("window.hexcityChat.state.answers") == answers
+    form.get_by_role("button", name="Submit refund request").press("Enter")
+    page.wait_for_function(f"window.hexcityChat.state.answers > {answers}", timeout=UI_TIMEOUT_MS)
+    mine = page.locator("#chat-log .msg.you").last.locator("p").all_inner_texts()
+    assert mine == ["You", "Please refund order ORD-9, reason: other. I confirm."]
+    assert page.evaluate("window.hexcityChat.state.actions.at(-1)") == {
+        "action": "request_refund",
+        "order_id": "ORD-9",
+        "reason": "other",
+    }
+    answers = page.evaluate("window.hexcityChat.state.answers")
+    card.get_by_role("button", name="Track order").press("Enter")
+    page.wait_for_function(f"window.hexcityChat.state.answers > {answers}", timeout=UI_TIMEOUT_MS)
+    mine = page.locator("#chat-log .msg.you").last.locator("p").all_inner_texts()
+    assert mine == ["You", "Where is order ORD-9 now?"]
+    artefacts = Path(os.environ.get("HEXCITY_TEST_ARTEFACTS", str(demo_server["work"])))
+    artefacts.mkdir(parents=True, exist_ok=True)
+    page.locator("#chat").screenshot(path=str(artefacts / "dashboard-chat.png"))
+
+
+def test_dashboard_with_the_chat_open_has_no_serious_accessibility_violations(
+    page: Any, demo_server: dict[str, Any]
+) -> None:
+    del demo_server  # with the chat wired, the tests above left answers and cards in it
+    page.wait_for_function(
+        "window.hexcityChat && window.hexcity.state.roadsLoaded > 0", timeout=UI_TIMEOUT_MS
+    )
+    page.add_script_tag(path=str(AXE))
+    violations = page.evaluate(
+        """async () => {
+            const result = await axe.run(document, {resultTypes: ['violations']});
+            return result.violations
+                .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                .map(v => ({id: v.id, impact: v.impact,
+                            nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}));
+        }"""
+    )
+    assert violations == []
 
 
 def test_page_is_labelled_and_keyboard_reachable(page: Any) -> None:

@@ -14,7 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from hexcity.assistant.domain.acl import CUSTOMER, DRIVER, MERCHANT, STAFF, Viewer
+from hexcity.assistant.domain.components import ComponentRegistry, default_registry
 from hexcity.assistant.service import AssistantService
+from hexcity.assistant.ui import answer_components, component_catalog
 from hexcity.infra.auth import Forbidden, Principal, Role, require
 from hexcity.kernel import HexcityError
 
@@ -37,15 +39,24 @@ class AnswerRequest(BaseModel):
     arm: Literal["plain", "graph", "routed"] = "routed"
 
 
-def build_assistant_router(service: AssistantService) -> APIRouter:
-    """``POST /answers``, ``GET /search``, ``GET /articles``, ``GET /articles/{doc_id}``, ``GET /status``."""
+def build_assistant_router(service: AssistantService, registry: ComponentRegistry | None = None) -> APIRouter:
+    """``POST /answers``, ``GET /search``, ``GET /articles``, ``GET /articles/{doc_id}``, ``GET /status``,
+    ``GET /components``.
+
+    An answer carries ``ui``: the registry components (validated props) the caller may see, e.g.
+    the tracking card of the asker's own order the answer used.
+    """
     router = APIRouter(prefix="/assistant/v1", tags=["assistant"])
+    components = registry or default_registry()
 
     @router.post("/answers")
     async def answer(body: AnswerRequest, principal: Annotated[Principal, _AUTHENTICATED]) -> Any:
         viewer = viewer_of(principal)
         try:
             result = await run_in_threadpool(service.answer, body.question, viewer, arm=body.arm)
+            ui = await run_in_threadpool(
+                answer_components, service, viewer, principal.scopes, components, body.question, result
+            )
         except HexcityError as error:
             return _error(error)
         return {
@@ -65,7 +76,13 @@ def build_assistant_router(service: AssistantService) -> APIRouter:
                 for c in result.answer.citations
             ],
             "index_version": result.index_version,
+            "ui": ui,
         }
+
+    @router.get("/components")
+    async def component_list(principal: Annotated[Principal, _AUTHENTICATED]) -> Any:
+        viewer_of(principal)
+        return {"items": component_catalog(components, principal.scopes)}
 
     @router.get("/search")
     async def search(

@@ -7,6 +7,8 @@ endpoint                           contract
 ``GET /web/static/{file}``         the page's assets, shipped in the package (public; no CDN)
 ``GET /web/v1/demo/token``         DEMO ONLY, loopback callers only: ``{"token", "expires_in_s"}``
                                    (404 when the server is not a demo, 403 from another host)
+``GET /web/v1/demo/customer-token`` DEMO ONLY, loopback callers only: ``{"token", "subject",
+                                   "expires_in_s"}`` of the demo customer (a rider) for the chat
 ``GET /web/v1/roads.geojson``      ``?profile=car``: the routing network's chains (``routing:read``)
 ``GET /web/v1/live``               SSE (``trips:read``): ``snapshot`` then one ``tick`` per second
 ``GET /web/v1/panels``             the panels and their state (``trips:read``)
@@ -35,11 +37,18 @@ from hexcity.routing import RoutingService
 from hexcity.web.live import LiveFeed
 from hexcity.web.roads import RoadsCache
 
-__all__ = ["DEMO_TOKEN_PATH", "build_web_router", "static_files", "web_public_paths"]
+__all__ = [
+    "DEMO_CUSTOMER_TOKEN_PATH",
+    "DEMO_TOKEN_PATH",
+    "build_web_router",
+    "static_files",
+    "web_public_paths",
+]
 
 DASHBOARD_PATH = "/dashboard"
 STATIC_PREFIX = "/web/static/"
 DEMO_TOKEN_PATH = "/web/v1/demo/token"
+DEMO_CUSTOMER_TOKEN_PATH = "/web/v1/demo/customer-token"
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 TRIPS_READ = "trips:read"
 DEMO_TOKEN_TTL_S = 3600
@@ -77,7 +86,12 @@ def web_public_paths() -> list[str]:
 
     Add them to ``AuthSettings.public_paths`` (exact matches) when the dashboard is served.
     """
-    return [DASHBOARD_PATH, DEMO_TOKEN_PATH, *(STATIC_PREFIX + name for name in sorted(static_files()))]
+    return [
+        DASHBOARD_PATH,
+        DEMO_TOKEN_PATH,
+        DEMO_CUSTOMER_TOKEN_PATH,
+        *(STATIC_PREFIX + name for name in sorted(static_files())),
+    ]
 
 
 def build_web_router(
@@ -85,8 +99,10 @@ def build_web_router(
     feed: LiveFeed,
     *,
     demo_token: Callable[[], str] | None = None,
+    demo_customer: tuple[str, Callable[[], str]] | None = None,
 ) -> APIRouter:
-    """The dashboard routes. ``demo_token`` (demo mode only) mints the page's API token."""
+    """The dashboard routes. ``demo_token`` (demo mode only) mints the page's API token;
+    ``demo_customer`` (demo mode only) is ``(subject, mint)`` of the rider the support chat speaks for."""
     router = APIRouter(tags=["dashboard"])
     assets = {name: (node.read_bytes(), _media_type(name)) for name, node in static_files().items()}
     page = (_static_root() / "dashboard.html").read_bytes()
@@ -109,10 +125,16 @@ def build_web_router(
     async def token(request: Request) -> Response:
         if demo_token is None:
             raise NotFound("demo tokens exist only in demo mode")
-        host = request.client.host if request.client else ""
-        if host not in LOOPBACK:
-            raise Forbidden("demo tokens are given to loopback callers only")
+        _loopback_only(request)
         return json_response({"token": demo_token(), "expires_in_s": DEMO_TOKEN_TTL_S})
+
+    @router.get(DEMO_CUSTOMER_TOKEN_PATH)
+    async def customer_token(request: Request) -> Response:
+        if demo_customer is None:
+            raise NotFound("demo customer tokens exist only in demo mode")
+        _loopback_only(request)
+        subject, mint = demo_customer
+        return json_response({"token": mint(), "subject": subject, "expires_in_s": DEMO_TOKEN_TTL_S})
 
     @router.get("/web/v1/roads.geojson")
     async def roads_geojson(
@@ -153,6 +175,12 @@ async def _sse(feed: LiveFeed) -> AsyncIterator[bytes]:
             yield b"event: " + str(frame["type"]).encode() + b"\ndata: " + orjson.dumps(frame) + b"\n\n"
     except OverflowError:
         yield b'event: error\ndata: {"code":"Unavailable","message":"too many live streams"}\n\n'
+
+
+def _loopback_only(request: Request) -> None:
+    host = request.client.host if request.client else ""
+    if host not in LOOPBACK:
+        raise Forbidden("demo tokens are given to loopback callers only")
 
 
 def _media_type(name: str) -> str:
