@@ -356,8 +356,9 @@ def build_payments(platform: Platform) -> tuple[ModuleRuntime, PaymentService]:
     ), service
 
 
-def build_fulfillment(routing: RoutingService, platform: Platform) -> ModuleRuntime:
-    """Fulfillment: VROOM-compatible ``/vrp/v1/solve``, allocation and last mile on the database."""
+def build_fulfillment(routing: RoutingService, platform: Platform) -> tuple[ModuleRuntime, Any]:
+    """Fulfillment: VROOM-compatible ``/vrp/v1/solve``, allocation and last mile on the database;
+    its SQL store is returned too (the assistant reads customers' orders from it)."""
     from contextlib import asynccontextmanager
 
     from hexcity.fulfillment import (
@@ -400,7 +401,9 @@ def build_fulfillment(routing: RoutingService, platform: Platform) -> ModuleRunt
         await asyncio.to_thread(store.create_schema)
         yield
 
-    return ModuleRuntime(name="fulfillment", routers=[build_fulfillment_router(api)], lifespan=lifespan)
+    return ModuleRuntime(
+        name="fulfillment", routers=[build_fulfillment_router(api)], lifespan=lifespan
+    ), store
 
 
 def build_modules(routing: RoutingService, platform: Platform) -> list[ModuleRuntime]:
@@ -419,12 +422,14 @@ def build_modules(routing: RoutingService, platform: Platform) -> list[ModuleRun
     dispatch = DispatchSettings()
     if dispatch.enabled and dispatch.profile in routing.profiles():
         modules.append(build_dispatch(routing, platform, payments))
+    fulfillment_store: Any = None
     if FulfillmentSettings().enabled:
-        modules.append(build_fulfillment(routing, platform))
+        module, fulfillment_store = build_fulfillment(routing, platform)
+        modules.append(module)
     if CommerceSettings().enabled:
         modules.append(build_commerce(platform, payments))
     if AssistantSettings().enabled:
-        modules.append(build_assistant(platform))
+        modules.append(build_assistant(platform, fulfillment_store))
     return modules
 
 
@@ -475,9 +480,10 @@ def build_commerce(platform: Platform, payments: PaymentService | None = None) -
     return ModuleRuntime(name="commerce", routers=[build_commerce_router(service)], lifespan=lifespan)
 
 
-def build_assistant(platform: Platform) -> ModuleRuntime:
-    """The support assistant over the shipped help-center corpus (``/assistant/v1``); platform
-    change events (topic ``assistant.changes``) keep its graph fresh."""
+def build_assistant(platform: Platform, fulfillment_store: Any = None) -> ModuleRuntime:
+    """The support assistant over the shipped help-center corpus (``/assistant/v1``), reading a
+    customer's own orders from fulfillment when given its store; platform change events (topic
+    ``assistant.changes``) keep its graph fresh."""
     from contextlib import asynccontextmanager
 
     from hexcity.assistant import AssistantSettings
@@ -485,7 +491,13 @@ def build_assistant(platform: Platform) -> ModuleRuntime:
     from hexcity.assistant.http import build_assistant_router
     from hexcity.assistant.wiring import build_assistant_service
 
-    service = build_assistant_service(AssistantSettings())
+    records = None
+    if fulfillment_store is not None:
+        from hexcity.assistant.adapters.fulfillment_records import FulfillmentRecordReader
+
+        store = fulfillment_store
+        records = FulfillmentRecordReader(store, lambda customer: store.orders_of_customer(customer, 20))
+    service = build_assistant_service(AssistantSettings(), records=records)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

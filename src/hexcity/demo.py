@@ -187,7 +187,9 @@ def demo(
     from hexcity.simulate import attach_shop  # noqa: PLC0415 - hexcity.simulate imports this module
 
     flash = FlashParams(at_s=flash_minute * 60, duration_s=3600)
-    shop = attach_shop(panels, sim, seed=seed, orders_per_hour=orders_per_hour, flash=flash)
+    shop = attach_shop(
+        panels, sim, seed=seed, orders_per_hour=orders_per_hour, flash=flash, featured_customer=DEMO_CUSTOMER
+    )
     web = ModuleRuntime(
         name="web",
         routers=[

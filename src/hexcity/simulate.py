@@ -246,11 +246,14 @@ def attach_shop(
     orders_per_hour: float = 120.0,
     horizon_s: float = 24 * 3600,
     flash: FlashParams | None = None,
+    featured_customer: str | None = None,
 ) -> ShopRuntime:
     """Shop customers for ``sim``'s city (same API, tokens, clock, centre and radius), a flash sale
     (``flash``; runs if commerce is served) and the fulfillment, payments (ledger totals) and
     commerce (flash sale) panels. ``hexcity demo`` and ``hexcity simulate`` both use it."""
-    params = ShopParams(sim.params.center, sim.params.radius_m, orders_per_hour)
+    params = ShopParams(
+        sim.params.center, sim.params.radius_m, orders_per_hour, featured_customer=featured_customer
+    )
     shop = ShopSim(sim.api_url, sim.tokens, params, seed=seed, clock=sim.clock, horizon_s=horizon_s)
     sale = None if flash is None else FlashSale(sim.api_url, sim.tokens, flash, seed=seed, clock=sim.clock)
     watch = LedgerWatch(lambda: _account_ids(sim, shop, sale, {params.currency}))

@@ -253,8 +253,27 @@ def _ask(page: Any, question: str) -> dict[str, Any]:
     }
 
 
+def _wait_for_demo_customer_order(demo_server: dict[str, Any]) -> None:
+    """The simulator's first shop order is the demo customer's (``hexcity.demo.DEMO_CUSTOMER``)."""
+    import httpx
+
+    base = demo_server["base"]
+    token = httpx.get(f"{base}/web/v1/demo/token", timeout=10).json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if (
+            httpx.get(f"{base}/fulfillment/v1/orders/order-00000", headers=headers, timeout=10).status_code
+            == 200
+        ):
+            return
+        time.sleep(0.5)
+    pytest.fail("the demo customer's order was not placed within 90 s")
+
+
 def test_support_chat_gives_the_demo_customer_a_cited_answer(page: Any, demo_server: dict[str, Any]) -> None:
     _chat_ready(page, demo_server)
+    _wait_for_demo_customer_order(demo_server)
     answer = _ask(page, SPLIT_QUESTION)
     assert page.locator("#chat-log .msg.you").last.locator("p").all_inner_texts() == ["You", SPLIT_QUESTION]
     assert answer["citations"], answer["text"]
@@ -262,14 +281,11 @@ def test_support_chat_gives_the_demo_customer_a_cited_answer(page: Any, demo_ser
     assert {doc for _, doc in answer["citations"]} & {"split-shipments", "order-status"}, answer
     assert "[1]" in answer["text"] and "Sources: " not in answer["text"]
     assert page.evaluate("window.hexcityChat.state.rejectedComponents") == 0
-    if answer["cards"]:  # with the live records reader wired: the asker's own tracking card
-        assert answer["cards"][0] == "order-status-card"
-        assert (
-            answer["locator"]
-            .locator("[data-component=order-status-card] h4")
-            .inner_text()
-            .startswith("Order ")
-        )
+    # the live records reader is wired: the asker's own tracking card comes with the answer
+    assert answer["cards"] and answer["cards"][0] == "order-status-card", answer["text"]
+    assert (
+        answer["locator"].locator("[data-component=order-status-card] h4").inner_text().startswith("Order ")
+    )
     doc = answer["citations"][0][1]
     answer["locator"].locator("ol.citations a").first.click()
     page.wait_for_function(f"document.getElementById('kb-{doc}') !== null", timeout=UI_TIMEOUT_MS)

@@ -96,6 +96,7 @@ class OrderBody(BaseModel):
     destination: Point
     sla: str = Field(min_length=1, max_length=16)
     placed_at_s: int = Field(default=0, ge=0, lt=86_400)
+    customer_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class CourierBody(BaseModel):
@@ -224,6 +225,8 @@ def build_fulfillment_router(api: FulfillmentApi) -> APIRouter:
             body.placed_at_s,
         )
         stored = await run_in_threadpool(svc.place_order, order)
+        if body.customer_id is not None:  # who the order is for (the support assistant reads it)
+            await run_in_threadpool(svc.store.link_customer, order.id, body.customer_id)
         return json_response(order_out(stored), 201)
 
     @router.get("/fulfillment/v1/orders/{order_id}", tags=["fulfillment"])

@@ -72,6 +72,7 @@ class ShopParams:
     shop_id: str = "shop-001"
     currency: str = "EUR"
     max_active_orders: int = 40  # customers in flight at once; beyond this an order is skipped
+    featured_customer: str | None = None  # the first order is this customer's (the demo's chat user)
 
     def __post_init__(self) -> None:
         if not 100 <= self.radius_m <= 50_000:
@@ -140,7 +141,8 @@ def plan_orders(params: ShopParams, rng: random.Random, horizon_s: float) -> lis
         lines = tuple((sku_id(s), rng.randint(1, 2)) for s in skus)
         destination = spread(params.center, params.radius_m, 1, rng)[0]
         n = len(out)
-        out.append(PlannedOrder(f"order-{n:05d}", f"customer-{n:05d}", round(t, 3), destination, sla, lines))
+        customer = params.featured_customer if n == 0 and params.featured_customer else f"customer-{n:05d}"
+        out.append(PlannedOrder(f"order-{n:05d}", customer, round(t, 3), destination, sla, lines))
 
 
 def deadline_s(sla: str, placed_at_s: int) -> int:
@@ -351,6 +353,7 @@ class ShopSim:
             "destination": {"lat": destination.lat, "lng": destination.lng},
             "sla": order.sla,
             "placed_at_s": placed_at_s,
+            "customer_id": order.customer_id,
         }
         r = await self._http.post("/fulfillment/v1/orders", json=body, headers=self._admin)
         if r.status_code != 201:

@@ -125,3 +125,11 @@ history = Table(
     Column("detail", JSON, nullable=False),
     Index("ix_fulfillment_order_history_order", "order_id"),
 )
+
+customers = Table(  # who an order is for (a separate table: the orders table stays as it was)
+    "fulfillment_order_customers",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("customer_id", String(128), nullable=False),
+    Index("ix_fulfillment_order_customers_customer", "customer_id"),
+)

@@ -31,6 +31,7 @@ from hexcity.fulfillment.adapters.sql_schema import (
     MAX_PENDING,
     TOPIC_ORDERS,
     TOPIC_STOCK,
+    customers,
     metadata,
     orders,
     reservations,
@@ -153,6 +154,24 @@ class SqlAllocationStore(SqlPlanStore):
         if row is None:
             raise OrderNotFound(f"no order {order_id}")
         return _stored(row._mapping)
+
+    def link_customer(self, order_id: str, customer_id: str) -> None:
+        """Record who ``order_id`` is for (idempotent; the first customer given stays)."""
+        with Session(writer(self.engine)) as s, s.begin():
+            known = s.execute(select(customers.c.customer_id).where(customers.c.order_id == order_id)).first()
+            if known is None:
+                s.execute(insert(customers).values(order_id=order_id, customer_id=customer_id))
+
+    def orders_of_customer(self, customer_id: str, limit: int = 20) -> list[str]:
+        """The customer's order ids, newest first (by insertion), at most ``limit``."""
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(customers.c.order_id)
+                .where(customers.c.customer_id == customer_id)
+                .order_by(customers.c.order_id.desc())
+                .limit(max(1, min(limit, 200)))
+            ).all()
+        return [str(r[0]) for r in rows]
 
     def find_order(self, order_id: str) -> StoredOrder | None:
         try:
