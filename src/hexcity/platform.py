@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from hexcity.infra.bus import Delivery, EventBus, Subscription
 from hexcity.infra.bus.lag import LagMonitor, LagSource
 from hexcity.infra.concurrency import WorkerPool
+from hexcity.infra.metrics import once_per_registry
 from hexcity.infra.migrate import upgrade
 from hexcity.infra.outbox import OutboxRelay
 from hexcity.infra.sql import DEFAULT_DATABASE_URL
@@ -148,16 +149,9 @@ class Platform:
         await self.bus.close()
 
 
-_COUNTERS: dict[int, Counter] = {}
-
-
+@once_per_registry
 def _consumed_counter(registry: CollectorRegistry) -> Counter:
-    key = id(registry)
-    if key not in _COUNTERS:
-        _COUNTERS[key] = Counter(
-            "webhook_events_consumed", "webhook events consumed from the bus", registry=registry
-        )
-    return _COUNTERS[key]
+    return Counter("webhook_events_consumed", "webhook events consumed from the bus", registry=registry)
 
 
 def default_idempotency(settings: PlatformSettings) -> IdempotencyStore:

@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
-import weakref
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +53,7 @@ from hexcity.dispatch.errors import DispatchError
 from hexcity.dispatch.settings import IngestSettings
 from hexcity.infra.bus import EventBus
 from hexcity.infra.logging import get_logger
+from hexcity.infra.metrics import once_per_registry
 from hexcity.kernel import HexcityError, LatLng, Unavailable
 from hexcity.kernel.events import Event
 
@@ -166,37 +165,29 @@ class _Families:
     events: Counter
 
 
-_families: weakref.WeakKeyDictionary[CollectorRegistry, _Families] = weakref.WeakKeyDictionary()
-_families_lock = threading.Lock()
-
-
+@once_per_registry
 def _metric_families(registry: CollectorRegistry) -> _Families:
     """Created once per registry, so several services (tests) never register a name twice."""
-    with _families_lock:
-        fams = _families.get(registry)
-        if fams is None:
-            fams = _Families(
-                pings=Counter(
-                    "dispatch_pings",
-                    "Driver location pings by outcome (pipeline verdict, dropped, invalid, errors).",
-                    ["verdict"],
-                    registry=registry,
-                ),
-                latency_s=Histogram(
-                    "dispatch_ingest_latency_seconds",
-                    "Receipt of an accepted ping to its position in the live index.",
-                    registry=registry,
-                    buckets=LATENCY_BUCKETS_S,
-                ),
-                events=Counter(
-                    "dispatch_location_events",
-                    "driver.location.updates events: published, dropped (queue full) or failed (bus).",
-                    ["result"],
-                    registry=registry,
-                ),
-            )
-            _families[registry] = fams
-        return fams
+    return _Families(
+        pings=Counter(
+            "dispatch_pings",
+            "Driver location pings by outcome (pipeline verdict, dropped, invalid, errors).",
+            ["verdict"],
+            registry=registry,
+        ),
+        latency_s=Histogram(
+            "dispatch_ingest_latency_seconds",
+            "Receipt of an accepted ping to its position in the live index.",
+            registry=registry,
+            buckets=LATENCY_BUCKETS_S,
+        ),
+        events=Counter(
+            "dispatch_location_events",
+            "driver.location.updates events: published, dropped (queue full) or failed (bus).",
+            ["result"],
+            registry=registry,
+        ),
+    )
 
 
 # -- driver state ------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from hexcity.dispatch.domain.surge import SurgeModel, Tariff
 from hexcity.dispatch.domain.trips import Actor, Offer, Trip, TripStatus, validate_point
 from hexcity.dispatch.errors import UnknownProduct
 from hexcity.infra import get_logger
+from hexcity.infra.metrics import once_per_registry
 from hexcity.kernel import InvalidInput, LatLng, Unavailable
 
 __all__ = [
@@ -156,24 +157,19 @@ class _Waiting:
     excluded: set[str] = field(default_factory=set)
 
 
-_METRICS: dict[int, tuple[Counter, Counter, Histogram, Gauge]] = {}
-
-
+@once_per_registry
 def _metrics(registry: CollectorRegistry) -> tuple[Counter, Counter, Histogram, Gauge]:
-    key = id(registry)
-    if key not in _METRICS:
-        _METRICS[key] = (
-            Counter("dispatch_offers", "offers by outcome", ["outcome"], registry=registry),
-            Counter("dispatch_trips", "trip transitions by new status", ["status"], registry=registry),
-            Histogram(
-                "dispatch_window_seconds",
-                "time to solve one batching window (candidates, ETAs, assignment, offers)",
-                buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5),
-                registry=registry,
-            ),
-            Gauge("dispatch_waiting_trips", "requested trips waiting for an offer", registry=registry),
-        )
-    return _METRICS[key]
+    return (
+        Counter("dispatch_offers", "offers by outcome", ["outcome"], registry=registry),
+        Counter("dispatch_trips", "trip transitions by new status", ["status"], registry=registry),
+        Histogram(
+            "dispatch_window_seconds",
+            "time to solve one batching window (candidates, ETAs, assignment, offers)",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5),
+            registry=registry,
+        ),
+        Gauge("dispatch_waiting_trips", "requested trips waiting for an offer", registry=registry),
+    )
 
 
 class DispatchService:

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -122,15 +123,31 @@ class HttpMetrics:
             rejected.inc()
 
 
-_families: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = weakref.WeakKeyDictionary()
+T = TypeVar("T")
 
 
+def once_per_registry(factory: Callable[[CollectorRegistry], T]) -> Callable[[CollectorRegistry], T]:
+    """``factory(registry)`` made once per registry and then reused (thread-safe, weakly keyed), so
+    several services sharing a registry (tests, several pools) never register a metric name twice.
+    Use as a decorator on the function that creates a module's metric families."""
+    made: weakref.WeakKeyDictionary[CollectorRegistry, T] = weakref.WeakKeyDictionary()
+    lock = threading.Lock()
+
+    def get(registry: CollectorRegistry) -> T:
+        with lock:
+            found = made.get(registry)
+            if found is None:
+                found = made[registry] = factory(registry)
+            return found
+
+    get.__doc__ = factory.__doc__
+    return get
+
+
+@once_per_registry
 def http_metrics(registry: CollectorRegistry) -> HttpMetrics:
     """The :class:`HttpMetrics` of ``registry``, created on first use (idempotent per registry)."""
-    family = _families.get(registry)
-    if family is None:
-        family = _families[registry] = HttpMetrics(registry)
-    return family
+    return HttpMetrics(registry)
 
 
 def route_template(scope: Scope, endpoints: EndpointTemplates | None = None) -> str:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from hexcity.infra.metrics import once_per_registry
 
 __all__ = ["LATENCY_BUCKETS_S", "PushMetrics", "push_metrics"]
 
@@ -27,40 +27,32 @@ class PushMetrics:
     latency_s: Histogram
 
 
-_metrics: weakref.WeakKeyDictionary[CollectorRegistry, PushMetrics] = weakref.WeakKeyDictionary()
-_metrics_lock = threading.Lock()
-
-
+@once_per_registry
 def push_metrics(registry: CollectorRegistry) -> PushMetrics:
     """The push metric families on ``registry``, created once per registry."""
-    with _metrics_lock:
-        found = _metrics.get(registry)
-        if found is None:
-            p = "dispatch_push_"
-            found = PushMetrics(
-                sent=Counter(f"{p}sent", "Messages sequenced by the push hub.", registry=registry),
-                delivered=Counter(f"{p}delivered", "Messages written to a socket.", registry=registry),
-                replayed=Counter(f"{p}replayed", "Unacked messages replayed on connect.", registry=registry),
-                heartbeats=Counter(f"{p}heartbeats", "Heartbeat frames written.", registry=registry),
-                fallback=Counter(
-                    f"{p}fallback", "Messages handed to APNs/FCM, by reason.", ["reason"], registry=registry
-                ),
-                dropped=Counter(
-                    f"{p}dropped",
-                    "Messages lost: unacked evicted from a full ring, or the fallback failed.",
-                    ["reason"],
-                    registry=registry,
-                ),
-                directory_errors=Counter(
-                    f"{p}directory_errors", "Failed connection directory calls.", registry=registry
-                ),
-                connected=Gauge(f"{p}connected", "Clients with a live connection here.", registry=registry),
-                latency_s=Histogram(
-                    f"{p}latency_seconds",
-                    "From send() (the dispatch decision) to the frame written to the socket.",
-                    registry=registry,
-                    buckets=LATENCY_BUCKETS_S,
-                ),
-            )
-            _metrics[registry] = found
-        return found
+    p = "dispatch_push_"
+    return PushMetrics(
+        sent=Counter(f"{p}sent", "Messages sequenced by the push hub.", registry=registry),
+        delivered=Counter(f"{p}delivered", "Messages written to a socket.", registry=registry),
+        replayed=Counter(f"{p}replayed", "Unacked messages replayed on connect.", registry=registry),
+        heartbeats=Counter(f"{p}heartbeats", "Heartbeat frames written.", registry=registry),
+        fallback=Counter(
+            f"{p}fallback", "Messages handed to APNs/FCM, by reason.", ["reason"], registry=registry
+        ),
+        dropped=Counter(
+            f"{p}dropped",
+            "Messages lost: unacked evicted from a full ring, or the fallback failed.",
+            ["reason"],
+            registry=registry,
+        ),
+        directory_errors=Counter(
+            f"{p}directory_errors", "Failed connection directory calls.", registry=registry
+        ),
+        connected=Gauge(f"{p}connected", "Clients with a live connection here.", registry=registry),
+        latency_s=Histogram(
+            f"{p}latency_seconds",
+            "From send() (the dispatch decision) to the frame written to the socket.",
+            registry=registry,
+            buckets=LATENCY_BUCKETS_S,
+        ),
+    )

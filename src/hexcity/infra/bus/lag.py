@@ -14,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import threading
-import weakref
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from hexcity.infra.logging import get_logger
+from hexcity.infra.metrics import once_per_registry
 
 log = get_logger(__name__)
 
@@ -42,31 +41,23 @@ class LagMetricFamilies:
     errors: Counter
 
 
-_families: weakref.WeakKeyDictionary[CollectorRegistry, LagMetricFamilies] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
-
-
+@once_per_registry
 def lag_metric_families(registry: CollectorRegistry) -> LagMetricFamilies:
     """The lag metric families registered on ``registry``, created once."""
-    with _lock:
-        fams = _families.get(registry)
-        if fams is None:
-            fams = LagMetricFamilies(
-                lag=Gauge(
-                    "bus_consumer_lag",
-                    "events published but not yet acked by the group",
-                    ["topic", "group"],
-                    registry=registry,
-                ),
-                errors=Counter(
-                    "bus_lag_errors",
-                    "consumer-lag refreshes that failed or timed out (gauge kept its last value)",
-                    ["topic", "group"],
-                    registry=registry,
-                ),
-            )
-            _families[registry] = fams
-        return fams
+    return LagMetricFamilies(
+        lag=Gauge(
+            "bus_consumer_lag",
+            "events published but not yet acked by the group",
+            ["topic", "group"],
+            registry=registry,
+        ),
+        errors=Counter(
+            "bus_lag_errors",
+            "consumer-lag refreshes that failed or timed out (gauge kept its last value)",
+            ["topic", "group"],
+            registry=registry,
+        ),
+    )
 
 
 class LagMonitor:
