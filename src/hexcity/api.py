@@ -14,11 +14,11 @@ from hexcity import __version__
 from hexcity.infra import get_logger
 from hexcity.infra.admin import install_observability
 from hexcity.infra.auth import ROUTING_ROUTE_SCOPES, WEBHOOKS_WRITE, AuthSettings, install_auth, require
+from hexcity.infra.http import json_response
 from hexcity.infra.webhooks import build_webhook_router, readiness_hook
 from hexcity.kernel import HexcityError
 from hexcity.platform import ModuleRuntime, Platform
 from hexcity.routing import RoutingService, build_routes
-from hexcity.routing.http import json_response
 
 log = get_logger(__name__)
 

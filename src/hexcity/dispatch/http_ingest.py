@@ -56,6 +56,7 @@ from hexcity.infra.auth import (
     require,
 )
 from hexcity.infra.auth.dependencies import API_KEY_HEADER, STATE_KEY, Authenticator
+from hexcity.infra.http import json_response
 from hexcity.infra.logging import get_logger
 
 __all__ = ["build_ingest_router"]
@@ -78,16 +79,12 @@ _FORM: Final = "application/x-www-form-urlencoded"
 LocationWriter = Annotated[Principal, Depends(require(LOCATIONS_WRITE))]
 
 
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
-
-
 def _dumps(body: dict[str, Any]) -> str:
     return orjson.dumps(body).decode()
 
 
 def _error(status: int, code: str, message: str) -> Response:
-    return _json(status, {"code": code, "message": message})
+    return json_response({"code": code, "message": message}, status)
 
 
 def _traccar_json(data: Any) -> dict[str, str]:
@@ -205,7 +202,7 @@ def build_ingest_router(
             outcome = next(it)
             accepted += outcome == Verdict.ACCEPTED.value
             results.append({"result": outcome})
-        return _json(200, {"accepted": accepted, "results": results})
+        return json_response({"accepted": accepted, "results": results})
 
     async def osmand(request: Request, principal: Principal) -> Response:
         query: dict[str, str] = dict(request.query_params)
@@ -237,8 +234,8 @@ def build_ingest_router(
         if outcome == UNKNOWN_DRIVER:
             return _error(404, "UnknownDriver", f"driver {ping.driver_id!r} is not registered")
         if outcome in _OSMAND_RETRY:
-            return _json(429, {"code": "RateLimited", "message": outcome}, {"Retry-After": "1"})
-        return _json(503, {"code": "Unavailable", "message": outcome}, {"Retry-After": "1"})
+            return json_response({"code": "RateLimited", "message": outcome}, 429, {"Retry-After": "1"})
+        return json_response({"code": "Unavailable", "message": outcome}, 503, {"Retry-After": "1"})
 
     @router.get(f"{prefix}/osmand")
     async def osmand_get(request: Request, principal: LocationWriter) -> Response:

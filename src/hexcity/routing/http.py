@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 import shapely
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
 
+from hexcity.infra.http import json_response
 from hexcity.kernel import LatLng
 from hexcity.routing.domain.engine import Route
 from hexcity.routing.domain.isochrone import to_geojson
@@ -74,14 +74,6 @@ NEAREST_OPTIONS = {
     "generate_hints",
 }
 ISOCHRONE_OPTIONS = {"contours_minutes", "contours_seconds", "radiuses", "generate_hints"}
-
-
-def json_response(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(
-        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
-        status_code=status,
-        media_type="application/json",
-    )
 
 
 def build_routes(service: RoutingService) -> list[HttpRoute]:
