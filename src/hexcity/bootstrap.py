@@ -439,7 +439,6 @@ def build_commerce(platform: Platform, payments: PaymentService | None = None) -
     from contextlib import asynccontextmanager
 
     from hexcity.commerce import (
-        CommerceService,
         CommerceSettings,
         LedgerCheckoutPayments,
         OrderWriter,
@@ -451,10 +450,9 @@ def build_commerce(platform: Platform, payments: PaymentService | None = None) -
     if platform.engine is None:
         raise ValueError("commerce needs the platform's database")
     settings = CommerceSettings()
-    service: CommerceService | None = None
 
-    def order_of(order_id: str) -> Any:
-        return None if service is None else service.store.get_order(order_id)
+    def order_of(order_id: str) -> Any:  # the order being paid, from the store built just below
+        return service.store.get_order(order_id)
 
     gateway: PaymentGateway | None = None if payments is None else LedgerCheckoutPayments(payments, order_of)
     service = build_commerce_service(settings, sql_engine=platform.engine, bus=platform.bus, payments=gateway)
@@ -465,16 +463,15 @@ def build_commerce(platform: Platform, payments: PaymentService | None = None) -
         flush_s=settings.persist_flush_s,
         max_attempts=settings.persist_max_attempts,
     )
-    running = service
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         await writer.start()
-        await running.start()
+        await service.start()
         try:
             yield
         finally:
-            await running.stop()
+            await service.stop()
             await writer.stop()
 
     return ModuleRuntime(name="commerce", routers=[build_commerce_router(service)], lifespan=lifespan)

@@ -145,9 +145,9 @@ class TripPayments(Protocol):
 class DriverAvailability(Protocol):
     """Tells ingestion that a driver is on a trip (busy) or free again."""
 
-    def mark_busy(self, driver_id: str) -> Any: ...
+    async def mark_busy(self, driver_id: str) -> None: ...
 
-    def mark_available(self, driver_id: str) -> Any: ...
+    async def mark_available(self, driver_id: str) -> None: ...
 
 
 @dataclass
@@ -342,7 +342,7 @@ class DispatchService:
                 self._payment_failures_total += 1
                 return await self.cancel(trip.trip_id, Actor.DISPATCH, None, "payment authorisation failed")
         if self.availability is not None:
-            await _maybe_await(self.availability.mark_busy(driver_id))
+            await self.availability.mark_busy(driver_id)
         await self._notify(f"rider:{trip.rider_id}", "trip", trip.public())
         return trip
 
@@ -365,7 +365,7 @@ class DispatchService:
         if trip.is_terminal:
             self._waiting.pop(trip.trip_id, None)
             if trip.driver_id is not None and self.availability is not None:
-                await _maybe_await(self.availability.mark_available(trip.driver_id))
+                await self.availability.mark_available(trip.driver_id)
         await self._notify(f"rider:{trip.rider_id}", "trip", trip.public())
         if trip.driver_id is not None:
             await self._notify(f"driver:{trip.driver_id}", "trip", trip.public())
@@ -388,7 +388,7 @@ class DispatchService:
         if trip.driver_id is not None:
             await self._settle(self.payments.void if self.payments else None, trip)
             if self.availability is not None:
-                await _maybe_await(self.availability.mark_available(trip.driver_id))
+                await self.availability.mark_available(trip.driver_id)
             await self._notify(f"driver:{trip.driver_id}", "trip", trip.public())
         await self._notify(f"rider:{trip.rider_id}", "trip", trip.public())
         return trip
@@ -595,11 +595,6 @@ def _restricted_eta(
         return m
 
     return restricted
-
-
-async def _maybe_await(value: Any) -> None:
-    if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
-        await value
 
 
 def _check_id(name: str, value: str) -> None:

@@ -58,10 +58,10 @@ class Recorder:
     async def send(self, client_id: str, kind: str, payload: dict[str, Any]) -> None:
         self.pushed.append((client_id, kind, payload))
 
-    def mark_busy(self, driver_id: str) -> None:
+    async def mark_busy(self, driver_id: str) -> None:
         self.marks.append(("busy", driver_id))
 
-    def mark_available(self, driver_id: str) -> None:
+    async def mark_available(self, driver_id: str) -> None:
         self.marks.append(("available", driver_id))
 
     def kinds(self, client_id: str) -> list[str]:
