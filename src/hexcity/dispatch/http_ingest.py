@@ -56,7 +56,7 @@ from hexcity.infra.auth import (
     require,
 )
 from hexcity.infra.auth.dependencies import API_KEY_HEADER, STATE_KEY, Authenticator
-from hexcity.infra.http import json_response
+from hexcity.infra.http import json_response, read_body
 from hexcity.infra.logging import get_logger
 
 __all__ = ["build_ingest_router"]
@@ -126,21 +126,6 @@ def _authorize(principal: Principal, driver_id: str) -> None:
     authorize_owner(principal, "driver", driver_id)
 
 
-async def _read_body(request: Request, max_bytes: int) -> bytes | None:
-    """The body, or None as soon as it passes ``max_bytes`` (never buffers more)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _ws_principal(websocket: WebSocket) -> Principal:
     """The caller of a WebSocket: set by the auth middleware, or authenticated here."""
     principal = websocket.scope.get("state", {}).get("principal")
@@ -165,7 +150,7 @@ def build_ingest_router(
 
     @router.post(f"{prefix}/pings")
     async def post_pings(request: Request, principal: LocationWriter) -> Response:
-        body = await _read_body(request, settings.max_body_bytes)
+        body = await read_body(request, settings.max_body_bytes)
         if body is None:
             return _error(413, "PayloadTooLarge", f"body above {settings.max_body_bytes} bytes")
         try:
@@ -207,7 +192,7 @@ def build_ingest_router(
     async def osmand(request: Request, principal: Principal) -> Response:
         query: dict[str, str] = dict(request.query_params)
         if request.method == "POST":
-            body = await _read_body(request, settings.max_frame_bytes)
+            body = await read_body(request, settings.max_frame_bytes)
             if body is None:
                 return _error(413, "PayloadTooLarge", f"body above {settings.max_frame_bytes} bytes")
             mime = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -38,7 +38,7 @@ from hexcity.fulfillment.errors import InvalidProblem, ProblemTooBig
 from hexcity.fulfillment.lastmile import Courier, LastMilePlan, LastMilePlanner
 from hexcity.fulfillment.service import MAX_DELIVERY_AT_S, AllocationService, OrderView, VrpService
 from hexcity.infra.auth import Principal, authorize_owner, require
-from hexcity.infra.http import json_response
+from hexcity.infra.http import json_response, read_body
 from hexcity.kernel import InvalidInput, LatLng, NotFound, Unavailable
 
 __all__ = ["FulfillmentApi", "build_fulfillment_router"]
@@ -147,11 +147,8 @@ def build_fulfillment_router(api: FulfillmentApi) -> APIRouter:
         time_limit_s: Annotated[float | None, Query(gt=0)] = None,
         seed: Annotated[int | None, Query(ge=0)] = None,
     ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > api.max_body_bytes:
-            raise ProblemTooBig(f"the problem is larger than {api.max_body_bytes} bytes")
-        body = await request.body()
-        if len(body) > api.max_body_bytes:
+        body = await read_body(request, api.max_body_bytes)  # stops reading past the limit
+        if body is None:
             raise ProblemTooBig(f"the problem is larger than {api.max_body_bytes} bytes")
         try:
             payload = orjson.loads(body)

@@ -40,6 +40,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from hexcity.infra.concurrency import WorkerPool
+from hexcity.infra.http import read_body
 from hexcity.infra.logging import get_logger
 
 log = get_logger(__name__)
@@ -172,21 +173,6 @@ def _idempotency_key(request: Request, payload: dict[str, Any]) -> str | None:
     return None
 
 
-async def _read_body(request: Request, max_bytes: int) -> bytes | None:
-    """The body, or None as soon as it passes ``max_bytes`` (never buffers more than that)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def build_webhook_router(
     pool: WorkerPool[WebhookEvent],
     store: IdempotencyStore,
@@ -209,7 +195,7 @@ def build_webhook_router(
         if pool.saturation >= reject_at_saturation:
             pool.record_drop()
             return _overloaded(pool)
-        body = await _read_body(request, max_body_bytes)
+        body = await read_body(request, max_body_bytes)
         if body is None:
             return _error(413, "PayloadTooLarge", f"body above {max_body_bytes} bytes")
         try:
