@@ -40,7 +40,6 @@ from hexcity.dispatch.domain.matching import (
     AdaptiveWindow,
     AdaptiveWindowParams,
     Driver,
-    EtaMatrix,
     MatchParams,
     MatchStats,
     Rider,
@@ -489,16 +488,19 @@ class DispatchService:
             return []
         drivers = sorted(candidates.values(), key=lambda d: d.id)
         stats = MatchStats()
-        eta = _restricted_eta(self.router.eta, riders, drivers, allowed)
         assignments = await asyncio.to_thread(
-            match_batch, riders, drivers, eta, self.match_params, stats=stats
+            match_batch,
+            riders,
+            drivers,
+            self.router.eta,
+            self.match_params,
+            stats=stats,
+            allowed_drivers=allowed,  # the index's candidates, minus locked and declined drivers
         )
         self.last_stats = stats
         now = self.clock()
         made: list[Offer] = []
         for a in assignments:
-            if a.driver_id not in allowed.get(a.rider_id, ()):
-                continue
             created = await asyncio.to_thread(
                 self.store.create_offer,
                 f"o_{uuid.uuid4().hex}",
@@ -574,27 +576,6 @@ class DispatchService:
             await self.notifier.send(client_id, kind, payload)
         except Exception:  # push is best effort: the state is in SQL and can be polled
             log.exception("dispatch_push_failed", client=client_id, kind=kind)
-
-
-def _restricted_eta(
-    eta: EtaMatrix, riders: Sequence[Rider], drivers: Sequence[Driver], allowed: dict[str, set[str]]
-) -> EtaMatrix:
-    """The router's ETAs with pairs the index did not propose (excluded, locked) set to nan."""
-    rider_at = {(r.lat, r.lng): r.id for r in riders}
-    driver_at: dict[tuple[float, float], list[str]] = {}
-    for d in drivers:
-        driver_at.setdefault((d.lat, d.lng), []).append(d.id)
-
-    def restricted(sources: Sequence[LatLng], destinations: Sequence[LatLng]) -> NDArray[np.float64]:
-        m = np.array(eta(sources, destinations), dtype=np.float64)
-        for j, dst in enumerate(destinations):
-            ok = allowed.get(rider_at.get((dst.lat, dst.lng), ""), set())
-            for i, src in enumerate(sources):
-                if not any(d in ok for d in driver_at.get((src.lat, src.lng), ())):
-                    m[i, j] = np.nan
-        return m
-
-    return restricted
 
 
 def _check_id(name: str, value: str) -> None:

@@ -351,3 +351,14 @@ def test_no_driver_twice_across_shards(
     assert len({a.driver_id for a in got}) == len(got)
     assert len({a.rider_id for a in got}) == len(got)
     assert all((a.rider_id, a.driver_id) in allowed_pairs and a.eta_s <= 600.0 for a in got)
+
+
+def test_allowed_drivers_restricts_a_listed_rider_only() -> None:
+    riders = [Rider("r1", 49.4100, 8.6900), Rider("r2", 49.4300, 8.6900)]
+    drivers = [Driver("near", 49.4101, 8.6900), Driver("far", 49.4150, 8.6900), Driver("d3", 49.4301, 8.6900)]
+    free = {(a.rider_id, a.driver_id) for a in match_batch(riders, drivers, haversine_eta)}
+    assert free == {("r1", "near"), ("r2", "d3")}
+    # r1 declined "near" earlier: it gets "far"; r2 is not listed, so it is not restricted
+    held = match_batch(riders, drivers, haversine_eta, allowed_drivers={"r1": {"far", "d3"}})
+    assert {(a.rider_id, a.driver_id) for a in held} == {("r1", "far"), ("r2", "d3")}
+    assert match_batch(riders, drivers, haversine_eta, allowed_drivers={"r1": set(), "r2": set()}) == []

@@ -22,7 +22,7 @@ port, so this module does not import the router: the lead wires ``RoutingEngine.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,6 +183,23 @@ def _check_one_to_one(assignments: Sequence[Assignment]) -> None:
         )
 
 
+def _restrict(
+    cand: BoolArray,
+    rows: IntArray,
+    cols: IntArray,
+    riders: Sequence[Rider],
+    drivers: Sequence[Driver],
+    rider_ix: IntArray,
+    driver_ix: IntArray,
+    allowed: Mapping[str, Collection[str]],
+) -> None:
+    """Clear the candidate edges of listed riders whose driver is not among their allowed ones."""
+    for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+        ok = allowed.get(riders[rider_ix[r]].id)
+        if ok is not None and drivers[driver_ix[c]].id not in ok:
+            cand[r, c] = False
+
+
 def match_batch(
     riders: Sequence[Rider],
     drivers: Sequence[Driver],
@@ -190,9 +207,12 @@ def match_batch(
     params: MatchParams | None = None,
     *,
     stats: MatchStats | None = None,
+    allowed_drivers: Mapping[str, Collection[str]] | None = None,
 ) -> list[Assignment]:
     """Solve one batching window: shard, build C, solve each shard, return the allowed pairs.
 
+    ``allowed_drivers`` (rider id → driver ids), when given, restricts a listed rider to those
+    drivers (e.g. the ones the driver index proposed, minus those who declined the trip).
     The result is one-to-one (checked, :class:`DispatchError` ``MatchingInvariant`` otherwise) and
     ordered by shard (zone id, strip) and then by the rider's position in the shard. Raises
     ``InvalidInput`` on duplicate ids or an ETA matrix of the wrong shape.
@@ -216,6 +236,10 @@ def match_batch(
         t2 = time.perf_counter()
         cand = np.zeros(eta_rd.shape, dtype=np.bool_)
         cand[sh.edge_rows, sh.edge_cols] = True
+        if allowed_drivers is not None:
+            _restrict(
+                cand, sh.edge_rows, sh.edge_cols, riders, drivers, sh.rider_ix, sh.driver_ix, allowed_drivers
+            )
         cost, allowed = _costs(eta_rd, cand, batch, sh.rider_ix, sh.driver_ix, p)
         t3 = time.perf_counter()
         pairs = solve_assignment(cost, allowed)
