@@ -15,6 +15,12 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
     if numeric is None:
         raise ValueError(f"unknown log level {level!r}")
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s", force=True)
+    # HTTP clients log every request at INFO (the simulator makes thousands): only problems, unless
+    # DEBUG was asked for
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(
+            max(numeric, logging.WARNING) if numeric > logging.DEBUG else numeric
+        )
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
