@@ -17,7 +17,7 @@ from hexcity.infra.auth import ROUTING_ROUTE_SCOPES, WEBHOOKS_WRITE, AuthSetting
 from hexcity.infra.http import json_response
 from hexcity.infra.webhooks import build_webhook_router, readiness_hook
 from hexcity.kernel import HexcityError
-from hexcity.platform import ModuleRuntime, Platform
+from hexcity.platform import ModuleRuntime, Platform, build_clock_router
 from hexcity.routing import RoutingService, build_routes
 
 log = get_logger(__name__)
@@ -33,7 +33,8 @@ def create_app(
 
     Every request except the public paths (probes, docs) is authenticated (``docs/auth.md``).
     With a ``platform``, its lifespan runs the webhook pool, the bus and the outbox relay, and
-    ``POST /webhooks/{source}`` takes events (scope ``webhooks:write``). Each business module's
+    ``POST /webhooks/{source}`` takes events (scope ``webhooks:write``) and ``/admin/v1/clock``
+    reads or advances the platform's clock (scope ``admin``; docs/operations.md). Each business module's
     routers are mounted and its lifespan runs inside the platform's (started after, stopped before).
     """
 
@@ -73,6 +74,7 @@ def create_app(
             build_webhook_router(platform.webhook_pool, platform.idempotency),
             dependencies=[Depends(require(WEBHOOKS_WRITE))],
         )
+        app.include_router(build_clock_router(platform))  # scope admin; advance needs HEXCITY_CLOCK=manual
 
     for module in modules:
         for router in module.routers:

@@ -162,6 +162,18 @@ class OutboxRelay:
         self.stats.published_total += len(sent)
         return len(sent)
 
+    async def drain(self, max_batches: int = 1000) -> int:
+        """Relay batches until one publishes nothing (the outbox is drained, or a publish keeps
+        failing); returns how many rows were published. Used by the manual clock's quiesce step
+        instead of :meth:`run`, at most ``max_batches`` batches per call."""
+        total = 0
+        for _ in range(max_batches):
+            published = await self.relay_once()
+            total += published
+            if published == 0:
+                break
+        return total
+
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until ``stop`` is set; sleeps ``poll_interval_s`` when a batch comes back empty."""
         while not stop.is_set():

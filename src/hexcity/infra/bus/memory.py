@@ -15,6 +15,8 @@ Model (Kafka-like, but ordered per key instead of per partition):
   members take the next ready event from the group, so work is split across members.
 * A member that is stopped or cancelled mid-handler does not ack: the event goes back to the front
   of the group's ready queue and is redelivered to another (or a later) member.
+* ``pending()`` counts the events live groups have yet to finish and ``drain()`` waits until it is
+  0: the manual clock's "bus idle" step (docs/operations.md, virtual time).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class _Topic:
         self.base = 0
         self.groups: dict[str, _Group] = {}
         self.cond = asyncio.Condition()
+        self.finished_total = 0  # events finished (acked or dead-lettered) by any group
 
     @property
     def end(self) -> int:
@@ -95,6 +98,7 @@ class _Topic:
         key = self.event_at(offset).key
         g.unfinished.discard(offset)
         g.attempts.pop(offset, None)
+        self.finished_total += 1
         waiting = g.busy[key]
         if waiting:
             g.ready.append(waiting.popleft())
@@ -131,6 +135,19 @@ class InProcessSubscription:
         self._stopping = False
         self._in_backoff = False
         self._task = asyncio.create_task(self._run())
+
+    @property
+    def stopping(self) -> bool:
+        """Stopped (or stopping): this member takes no more events."""
+        return self._stopping or self._task.done()
+
+    @property
+    def topic(self) -> _Topic:
+        return self._topic
+
+    @property
+    def group(self) -> _Group:
+        return self._group
 
     async def stop(self) -> None:
         """Stop taking events; an in-flight handler finishes (bounded by the bus's stop timeout)."""
@@ -291,6 +308,46 @@ class InProcessBus:
             return len(t.log)
         g = t.groups[group]
         return (t.end - g.cursor) + len(g.unfinished)
+
+    def pending(self) -> int:
+        """Events some live consumer group has yet to finish, over every topic (0 = idle).
+
+        Only groups with a running member count: a group whose members all stopped would never
+        finish its backlog, and a topic nobody subscribes to (e.g. an unread ``.dlq``) has none.
+        """
+        live: dict[int, tuple[_Topic, set[int]]] = {}
+        for sub in self._subs:
+            if not sub.stopping:
+                entry = live.setdefault(id(sub.topic), (sub.topic, set()))
+                entry[1].add(id(sub.group))
+        total = 0
+        for topic, groups in live.values():
+            for g in topic.groups.values():
+                if id(g) in groups:
+                    total += (topic.end - g.cursor) + len(g.unfinished)
+        return total
+
+    def finished_total(self) -> int:
+        """Events finished (acked or dead-lettered) by any group since the bus started."""
+        return sum(t.finished_total for t in self._topics.values())
+
+    async def drain(self, timeout_s: float = 30.0) -> int:
+        """Wait until every published event is finished by every live group (:meth:`pending` is
+        0); returns how many events were finished meanwhile. Raises TimeoutError after
+        ``timeout_s`` (a handler stuck or retrying with a long backoff). Handlers may publish
+        more events: those are waited for too.
+        """
+        before = self.finished_total()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        spins = 0
+        while self.pending() > 0:
+            if loop.time() > deadline:
+                raise TimeoutError(f"bus not idle after {timeout_s}s ({self.pending()} events pending)")
+            # yield first (handlers that never leave the loop), then let threads (SQL) progress
+            await asyncio.sleep(0 if spins < 50 else 0.001)
+            spins += 1
+        return self.finished_total() - before
 
     def retained(self, topic: str) -> list[Event]:
         """A copy of the retained log of ``topic`` (for tests and a DLQ inspector)."""
