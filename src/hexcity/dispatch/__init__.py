@@ -12,6 +12,7 @@ from hexcity.dispatch.adapters.push_memory import InMemoryConnectionDirectory, L
 from hexcity.dispatch.adapters.push_redis import RedisConnectionDirectory
 from hexcity.dispatch.adapters.ride_payments import LedgerTripPayments
 from hexcity.dispatch.adapters.road_router import LazyRoadSnapper, RoadRouter
+from hexcity.dispatch.adapters.trip_queries import RIDE_STATUS_TOPIC, TripQueries
 from hexcity.dispatch.adapters.trip_store_sql import SqlTripStore
 from hexcity.dispatch.domain.index import (
     DriverIndex,
@@ -75,6 +76,7 @@ from hexcity.dispatch.surge_feed import SurgeFeedingIndex
 
 __all__ = [
     "LOCATION_TOPIC",
+    "RIDE_STATUS_TOPIC",
     "AdaptiveWindow",
     "AdaptiveWindowParams",
     "Assignment",
@@ -129,6 +131,7 @@ __all__ = [
     "SurgeParams",
     "Tariff",
     "TripPayments",
+    "TripQueries",
     "Verdict",
     "build_dispatch_router",
     "build_ingest_router",

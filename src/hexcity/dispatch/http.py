@@ -1,8 +1,9 @@
 """The dispatch HTTP API: quotes, trips, offers, surge (a thin layer over DispatchService).
 
-Riders act as themselves (their token's subject); a driver accepts only its own offers and moves
-only its own trips; admins may act for any rider and cancel any trip. Errors are the service's
-stable codes (``QuoteExpired``, ``OfferUnavailable``, ``IllegalTransition``, ...).
+Riders act as themselves (their token's subject); a driver accepts (and lists, with
+``GET /drivers/{driver_id}/offers``) only its own offers and moves only its own trips; admins
+may act for any rider and cancel any trip. Errors are the service's stable codes
+(``QuoteExpired``, ``OfferUnavailable``, ``IllegalTransition``, ...).
 """
 
 from __future__ import annotations
@@ -151,6 +152,14 @@ def build_dispatch_router(service: DispatchService, index: DriverIndex) -> APIRo
         if not (principal.is_admin or principal.subject == offer.driver_id):
             raise Forbidden("not allowed to see this offer")
         return json_response(offer.public())
+
+    @router.get("/drivers/{driver_id}/offers")
+    async def driver_offers(driver_id: str, principal: Principal = offers_read) -> Response:
+        """The driver's open offers (pending, not expired), oldest first: polled on reconnect."""
+        if not (principal.is_admin or (principal.role is Role.DRIVER and principal.subject == driver_id)):
+            raise Forbidden("a driver may only read its own offers")
+        offers = await service.pending_offers(driver_id)
+        return json_response({"driver_id": driver_id, "offers": [o.public() for o in offers]})
 
     @router.post("/offers/{offer_id}/accept")
     async def accept(offer_id: str, principal: Principal = offers_write) -> Response:

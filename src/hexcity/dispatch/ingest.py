@@ -242,7 +242,9 @@ class IngestService:
 
     ``clock`` is the receipt clock in unix seconds: it feeds the pipeline's GCRA, the index's
     ``seen_at_s`` and expiry. ``async with service:`` starts the workers, the expiry loop and the
-    publisher; leaving drains the queues (at most ``drain_timeout_s``) and stops them.
+    publisher; leaving drains the queues (at most ``drain_timeout_s``) and stops them. With
+    ``expiry_loop=False`` (manual clock) no expiry loop runs: the platform calls :meth:`expire_now`
+    on the clock's schedule and :meth:`drain` to apply what is queued before time moves on.
     """
 
     def __init__(
@@ -256,8 +258,10 @@ class IngestService:
         bus: EventBus | None = None,
         registry: CollectorRegistry = REGISTRY,
         clock: Callable[[], float] = time.time,
+        expiry_loop: bool = True,
     ) -> None:
         self.pipeline = pipeline
+        self.expiry_loop = expiry_loop
         self.index = index
         self.settings = settings
         self.snapper = snapper
@@ -278,6 +282,7 @@ class IngestService:
         self._busy: set[str] = set()
         self._running = False
         self._last_traceback_s = float("-inf")
+        self._done_total = 0  # pings taken off the queues and finished (any outcome)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -294,7 +299,8 @@ class IngestService:
             asyncio.create_task(self._worker(q), name=f"dispatch-ingest-{i}")
             for i, q in enumerate(self._queues)
         ]
-        self._tasks.append(asyncio.create_task(self._expiry_loop(), name="dispatch-ingest-expiry"))
+        if self.expiry_loop:
+            self._tasks.append(asyncio.create_task(self._expiry_loop(), name="dispatch-ingest-expiry"))
         if self.bus is not None:
             self._publish_queue = asyncio.Queue(maxsize=s.publish_queue_size)
             self._tasks.append(
@@ -400,6 +406,20 @@ class IngestService:
         ``timeout_s``."""
         await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._queues)), timeout_s)
 
+    async def drain(self, timeout_s: float = 30.0) -> int:
+        """Wait until every queued ping is applied to the index and every queued location event
+        is handed to the bus; returns how many pings were finished meanwhile plus how many events
+        were waiting (0 = nothing was pending). The manual clock's quiesce step."""
+        before = self._done_total
+        events = 0 if self._publish_queue is None else self._publish_queue.qsize()
+        if not self._running:
+            return 0
+        joins = [q.join() for q in self._queues]
+        if self._publish_queue is not None:
+            joins.append(self._publish_queue.join())
+        await asyncio.wait_for(asyncio.gather(*joins), timeout_s)
+        return (self._done_total - before) + events
+
     def queue_depths(self) -> list[int]:
         return [q.qsize() for q in self._queues]
 
@@ -486,6 +506,7 @@ class IngestService:
                 self._log_failure("dispatch.ingest.batch_failed", pings=len(batch))
                 self._count(ERROR)
             finally:
+                self._done_total += len(batch)
                 for _, _, _, waiter in batch:
                     _resolve(waiter, ERROR)  # only those not answered yet (cancelled mid-batch)
                     queue.task_done()

@@ -101,6 +101,14 @@ class DispatchSettings(BaseSettings):
     max_trips_per_window: int = Field(default=2_000, ge=1)
     quote_ttl_s: float = Field(default=60.0, gt=0, le=3600)
     surge_recompute_s: float = Field(default=10.0, gt=0)
+    window_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="fixed batching window under a manual clock (HEXCITY_CLOCK=manual), where the "
+        "platform runs the match job every window_s instead of the adaptive window loop",
+    )
+    max_pending_offers_listed: int = Field(default=50, ge=1, le=1000)
     max_excluded_per_trip: int = Field(default=50, ge=0)
     require_registered_drivers: bool = Field(
         default=False,
@@ -189,7 +197,10 @@ class DispatchService:
         match_params: MatchParams | None = None,
         registry: CollectorRegistry = REGISTRY,
         clock: Callable[[], float] = time.time,
+        loops: bool = True,
     ) -> None:
+        """``loops=False`` (manual clock): ``async with`` starts no batching, timer or surge loop;
+        the platform calls :meth:`run_window`, :meth:`tick_offers` and :meth:`recompute_surge`."""
         self.settings = settings or DispatchSettings()
         s = self.settings
         if s.window_min_s > s.window_max_s:
@@ -209,8 +220,10 @@ class DispatchService:
             AdaptiveWindowParams(t_min_s=s.window_min_s, t_max_s=s.window_max_s, k_target=s.window_k_target)
         )
         self.clock = clock
+        self.loops = loops
         self._waiting: OrderedDict[str, _Waiting] = OrderedDict()
         self._timers: list[tuple[float, str]] = []  # (expires_at_s, offer_id)
+        self._last_sweep_s = float("-inf")  # tick_offers: last full expiry sweep
         self._arrivals = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -229,11 +242,12 @@ class DispatchService:
         for trip in await asyncio.to_thread(self.store.unoffered_trips, self.settings.max_pending_trips):
             self._waiting[trip.trip_id] = _Waiting(trip, trip.requested_at_s)
         self._stop.clear()
-        self._tasks = [
-            asyncio.create_task(self._batch_loop(), name="dispatch-batcher"),
-            asyncio.create_task(self._timer_loop(), name="dispatch-offer-timers"),
-            asyncio.create_task(self._surge_loop(), name="dispatch-surge"),
-        ]
+        if self.loops:
+            self._tasks = [
+                asyncio.create_task(self._batch_loop(), name="dispatch-batcher"),
+                asyncio.create_task(self._timer_loop(), name="dispatch-offer-timers"),
+                asyncio.create_task(self._surge_loop(), name="dispatch-surge"),
+            ]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -324,6 +338,13 @@ class DispatchService:
     async def get_offer(self, offer_id: str) -> Offer:
         _check_id("offer_id", offer_id)
         return await asyncio.to_thread(self.store.get_offer, offer_id)
+
+    async def pending_offers(self, driver_id: str) -> list[Offer]:
+        """The driver's offers still open (pending, not expired), oldest first: what a driver app
+        polls on reconnect (and the simulator in lockstep) instead of waiting for the push."""
+        _check_id("driver_id", driver_id)
+        limit = self.settings.max_pending_offers_listed
+        return await asyncio.to_thread(self.store.pending_offers, driver_id, self.clock(), limit)
 
     # ---- offers ---------------------------------------------------------------------------------
     async def accept(self, driver_id: str, offer_id: str) -> Trip:
@@ -442,6 +463,25 @@ class DispatchService:
             self._waiting_g.set(len(self._waiting))
             return offers
 
+    async def recompute_surge(self) -> None:
+        """Recompute every cell's multiplier now (the surge loop, or the manual clock's job)."""
+        self.surge.recompute(self.clock())
+
+    async def tick_offers(self) -> int:
+        """One tick of the offer timers (the manual clock's ``dispatch.offers`` job): expire offers
+        when one of this process's timers is due, or every ``sweep_every_s`` in any case (offers
+        made before a restart); otherwise no database round trip. Returns how many expired."""
+        now = self.clock()
+        due = False
+        while self._timers and self._timers[0][0] <= now:
+            heapq.heappop(self._timers)
+            due = True
+        if not due and now - self._last_sweep_s < self.settings.sweep_every_s:
+            return 0
+        self._last_sweep_s = now
+        async with self._lock:
+            return await self.expire_due()
+
     async def expire_due(self) -> int:
         expired = await asyncio.to_thread(self.store.expire_offers, self.clock())
         for offer, trip in expired:
@@ -468,6 +508,9 @@ class DispatchService:
         candidates: dict[str, Driver] = {}
         riders: list[Rider] = []
         allowed: dict[str, set[str]] = {}
+        # the solver breaks ties by rider id; trip ids are random, so riders go in as their queue
+        # position (oldest first) and the result is the same for the same queue and index state
+        trip_of: dict[str, str] = {}
         for w in batch:
             if w.trip.offer_id is not None:
                 continue
@@ -482,8 +525,10 @@ class DispatchService:
                 if d.driver_id in ok and d.driver_id not in candidates:
                     candidates[d.driver_id] = Driver(d.driver_id, d.lat, d.lng)
             if ok:
-                riders.append(Rider(w.trip.trip_id, w.trip.pickup.lat, w.trip.pickup.lng))
-                allowed[w.trip.trip_id] = ok
+                alias = f"{len(riders):08d}"
+                trip_of[alias] = w.trip.trip_id
+                riders.append(Rider(alias, w.trip.pickup.lat, w.trip.pickup.lng))
+                allowed[alias] = ok
         if not riders:
             return []
         drivers = sorted(candidates.values(), key=lambda d: d.id)
@@ -504,7 +549,7 @@ class DispatchService:
             created = await asyncio.to_thread(
                 self.store.create_offer,
                 f"o_{uuid.uuid4().hex}",
-                a.rider_id,
+                trip_of[a.rider_id],
                 a.driver_id,
                 a.eta_s,
                 now,
@@ -565,7 +610,7 @@ class DispatchService:
         while not self._stop.is_set():
             await asyncio.sleep(self.settings.surge_recompute_s)
             try:
-                self.surge.recompute(self.clock())
+                await self.recompute_surge()
             except Exception:
                 log.exception("surge_recompute_failed")
 

@@ -433,6 +433,21 @@ class SqlTripStore:
             raise OfferNotFound(f"offer {offer_id} not found")
         return _offer(row)
 
+    def pending_offers(self, driver_id: str, now_s: float, limit: int) -> list[Offer]:
+        """The driver's pending offers not expired at ``now_s``, oldest first (at most ``limit``)."""
+        with Session(self.engine) as s:
+            rows = s.execute(
+                select(offers)
+                .where(
+                    offers.c.driver_id == driver_id,
+                    offers.c.status == OfferStatus.PENDING.value,
+                    offers.c.expires_at_s > now_s,
+                )
+                .order_by(offers.c.created_at_s, offers.c.offer_id)
+                .limit(limit)
+            ).all()
+        return [_offer(r) for r in rows]
+
     def create_offer(
         self, offer_id: str, trip_id: str, driver_id: str, pickup_eta_s: float, now_s: float, ttl_s: float
     ) -> tuple[Offer, Trip] | None:
@@ -581,7 +596,7 @@ class SqlTripStore:
             rows = s.execute(
                 select(offers)
                 .where(offers.c.status == OfferStatus.PENDING.value, offers.c.expires_at_s <= now_s)
-                .order_by(offers.c.expires_at_s)
+                .order_by(offers.c.expires_at_s, offers.c.driver_id)  # one pending offer per driver
                 .limit(MAX_SWEEP)
             ).all()
             out: list[tuple[Offer, Trip]] = []
