@@ -3,6 +3,7 @@
 Other modules may import only from here. See ``docs/payments.md``.
 """
 
+from hexcity.payments.adapters.customer_payments import CustomerPayments
 from hexcity.payments.adapters.records import Payment
 from hexcity.payments.adapters.sql_ledger import SqlLedger
 from hexcity.payments.campaigns import Campaign, Campaigns, Grant, cashback_handler
@@ -54,6 +55,7 @@ __all__ = [
     "Campaign",
     "Campaigns",
     "CurrencyMismatch",
+    "CustomerPayments",
     "Discrepancy",
     "Entry",
     "Grant",

@@ -30,3 +30,6 @@ class PaymentsSettings(BaseSettings):
     )
     max_settlement_rows: int = Field(default=1_000_000, ge=1, le=10_000_000)
     prune_batch_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    maintenance_interval_s: float = Field(
+        default=30.0, ge=0.01, le=3600, description="expire overdue authorisations, prune keys this often"
+    )

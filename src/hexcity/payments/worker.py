@@ -3,6 +3,10 @@ loop (expire overdue ride/order authorisations, prune old idempotency keys).
 
 The outbox itself is relayed by the platform (its ``OutboxRelay`` on the platform database), so
 the ledger must live in the platform's database for its events to leave.
+
+On the platform's manual (virtual) clock the worker runs no loop of its own (``loop=False``):
+:meth:`PaymentsWorker.maintain` is registered as a ``platform.every`` job instead, so
+authorisations expire when virtual time passes their timeout, not when wall time does.
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ CONSUMER_RETRY = RetryPolicy(max_attempts=3, base_delay_s=0.1, max_delay_s=2.0) 
 
 class PaymentsWorker:
     """``async with PaymentsWorker(service, bus):`` — subscribe the cashback consumer and run
-    maintenance every ``interval_s`` seconds until the block exits."""
+    maintenance every ``interval_s`` seconds until the block exits (``loop=False``: no loop; the
+    caller schedules :meth:`maintain`, e.g. with ``platform.every`` on the virtual clock)."""
 
-    def __init__(self, service: PaymentService, bus: EventBus, *, interval_s: float = 30.0) -> None:
+    def __init__(
+        self, service: PaymentService, bus: EventBus, *, interval_s: float = 30.0, loop: bool = True
+    ) -> None:
         if not 0.01 <= interval_s <= 3600:
             raise ValueError("interval_s must be within 0.01..3600")
-        self.service, self.bus, self.interval_s = service, bus, interval_s
+        self.service, self.bus, self.interval_s, self.loop = service, bus, interval_s, loop
         self._subscription: Subscription | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -41,7 +48,8 @@ class PaymentsWorker:
             cashback_handler(self.service.campaigns),
             policy=CONSUMER_RETRY,
         )
-        self._task = asyncio.create_task(self._maintain(), name="payments-maintenance")
+        if self.loop:
+            self._task = asyncio.create_task(self._maintain(), name="payments-maintenance")
         return self
 
     async def __aexit__(
@@ -61,12 +69,18 @@ class PaymentsWorker:
             "keys_pruned": self.service.prune(),
         }
 
+    async def maintain(self) -> int:
+        """One maintenance pass off the event loop; returns how many rows it changed (logged).
+        Raises what the database raises (the caller's loop or ``platform.every`` logs it)."""
+        done = await asyncio.to_thread(self.maintain_once)
+        if any(done.values()):
+            log.info("payments.maintenance", **done)
+        return sum(done.values())
+
     async def _maintain(self) -> None:
         while not self._stop.is_set():
             try:
-                done = await asyncio.to_thread(self.maintain_once)
-                if any(done.values()):
-                    log.info("payments.maintenance", **done)
+                await self.maintain()
             except Exception as exc:  # database down: try again next interval
                 log.warning("payments.maintenance_failed", error=repr(exc))
             with contextlib.suppress(TimeoutError):
