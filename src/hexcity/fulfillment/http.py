@@ -16,13 +16,24 @@ subject is the courier id — or an admin) records a proof of delivery at ``deli
 idempotent. ``GET /fulfillment/v1/orders/{id}`` explains an order: allocation decision, its
 shipments with their plan (courier, position, ETA, deadline), delivery status and history.
 ``GET /fulfillment/v1/plans/{id}``, ``POST /fulfillment/v1/plans/{id}/cancel``.
+
+``GET /fulfillment/v1/plans?status=active&warehouse_id=&limit=50&after=`` (``fulfillment:read``)
+lists courier routes as a GeoJSON ``FeatureCollection`` (what the dashboard draws): one feature
+per plan, id = plan id, a ``LineString`` in [lng, lat] (the stored road path; straight lines
+depot → stops → depot when none was stored, ``properties.geometry_source`` says which; at most
+:data:`MAX_GEOMETRY_POINTS` positions, simplified to within 5 m, shapes cached per plan id,
+bounded), the plan's figures and its stops in ``properties``.
+Plans come by id; ``next_after`` is the cursor of the next page (null on the last). ``status``
+is active, completed, cancelled, replanned or any; ``limit`` 1..200 (default 50).
 """
 
 from __future__ import annotations
 
+import math
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
@@ -41,9 +52,24 @@ from hexcity.infra.auth import Principal, authorize_owner, require
 from hexcity.infra.http import json_response, read_body
 from hexcity.kernel import InvalidInput, LatLng, NotFound, Unavailable
 
-__all__ = ["FulfillmentApi", "build_fulfillment_router"]
+__all__ = [
+    "FulfillmentApi",
+    "ShapeCache",
+    "build_fulfillment_router",
+    "plan_feature",
+    "plan_shape",
+    "simplify",
+]
 
 MAX_LIST = 500
+MAX_PLAN_LIST = 200  # plans per page of GET /fulfillment/v1/plans
+DEFAULT_PLAN_LIST = 50
+MAX_GEOMETRY_POINTS = 2_000  # positions per listed route (longer paths are thinned evenly)
+COORD_DECIMALS = 5  # about 1 m, as the dashboard's roads
+SIMPLIFY_M = 5.0  # listed routes keep the road path to within this many metres
+SHAPE_CACHE_PLANS = 2_000  # simplified route shapes kept (a plan's path never changes)
+PlanStatus = Literal["active", "completed", "cancelled", "replanned", "any"]
+Shape = tuple[list[list[float]], str]  # GeoJSON positions, "road" | "straight"
 
 
 @dataclass
@@ -139,6 +165,7 @@ def build_fulfillment_router(api: FulfillmentApi) -> APIRouter:
     """Routes under ``/vrp/v1`` and ``/fulfillment/v1``."""
     router = APIRouter()
     slots = threading.BoundedSemaphore(api.max_concurrent_solves)
+    shapes = ShapeCache()
 
     @router.post("/vrp/v1/solve", tags=["vrp"])
     async def solve(
@@ -255,6 +282,43 @@ def build_fulfillment_router(api: FulfillmentApi) -> APIRouter:
     ) -> Response:
         svc = _allocation(api)
         return json_response(route_plan_out(await run_in_threadpool(svc.store.get_plan, plan_id)))
+
+    @router.get("/fulfillment/v1/plans", tags=["fulfillment"])
+    async def list_plans(
+        principal: Annotated[Principal, Depends(require("fulfillment:read"))],
+        status: Annotated[PlanStatus, Query()] = "active",
+        warehouse_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PLAN_LIST)] = DEFAULT_PLAN_LIST,
+        after: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    ) -> Response:
+        """Courier routes as GeoJSON (one LineString feature per plan), by plan id."""
+        svc = _allocation(api)
+        store = svc.store
+
+        def read() -> list[dict[str, Any]]:
+            known = shapes.ids()  # their paths are not read again
+            found = store.list_plans(
+                None if status == "any" else status, warehouse_id, limit, after, without_geometry=known
+            )
+            depots = {w.id: w.location for w in store.warehouses()}
+            out = []
+            for p in found:
+                shape = shapes.get(p.id)
+                if shape is None:
+                    full = store.get_plan(p.id) if p.id in known else p  # evicted meanwhile
+                    shape = shapes.put(full, depots.get(p.warehouse_id))
+                out.append(plan_feature(p, shape=shape))
+            return out
+
+        features = await run_in_threadpool(read)
+        return json_response(
+            {
+                "type": "FeatureCollection",
+                "features": features,
+                "limit": limit,
+                "next_after": features[-1]["id"] if len(features) == limit else None,
+            }
+        )
 
     @router.post("/fulfillment/v1/plans/{plan_id}/cancel", tags=["fulfillment"])
     async def cancel_plan(
@@ -409,6 +473,135 @@ def route_plan_out(p: RoutePlan) -> dict[str, Any]:
         "stops": [stop_out(s) for s in p.stops],
         "geometry": [[lat, lng] for lat, lng in p.geometry],
     }
+
+
+def plan_shape(p: RoutePlan, depot: LatLng | None = None) -> tuple[list[list[float]], str]:
+    """A plan's line as GeoJSON positions ([lng, lat], :data:`COORD_DECIMALS` decimals) and its
+    source: the stored road path simplified to within :data:`SIMPLIFY_M` metres and at most
+    :data:`MAX_GEOMETRY_POINTS` positions ("road"), or, when no path was stored, straight lines
+    depot → stops → depot ("straight"). Consecutive equal positions are merged."""
+    path = [(lat, lng) for lat, lng in p.geometry]
+    source = "road"
+    if len(path) < 2:
+        source = "straight"
+        ends = [(depot.lat, depot.lng)] if depot is not None else []
+        path = [*ends, *((s.location.lat, s.location.lng) for s in p.stops), *ends]
+    coords: list[list[float]] = []
+    for lat, lng in _thin(simplify(path, SIMPLIFY_M), MAX_GEOMETRY_POINTS):
+        point = [round(lng, COORD_DECIMALS), round(lat, COORD_DECIMALS)]
+        if not coords or coords[-1] != point:
+            coords.append(point)
+    return coords, source
+
+
+class ShapeCache:
+    """Plan id → :func:`plan_shape`, least recently used first out (thread-safe, bounded): a
+    plan's path never changes, so it is read, simplified and rounded once."""
+
+    def __init__(self, size: int = SHAPE_CACHE_PLANS) -> None:
+        self._size = size
+        self._shapes: OrderedDict[str, Shape] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+    def ids(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._shapes)
+
+    def get(self, plan_id: str) -> Shape | None:
+        with self._lock:
+            shape = self._shapes.get(plan_id)
+            if shape is not None:
+                self._shapes.move_to_end(plan_id)
+            return shape
+
+    def put(self, p: RoutePlan, depot: LatLng | None) -> Shape:
+        """The shape of ``p`` (which must carry its stored path), computed and kept."""
+        shape = plan_shape(p, depot)
+        with self._lock:
+            self._shapes[p.id] = shape
+            while len(self._shapes) > self._size:
+                self._shapes.popitem(last=False)
+        return shape
+
+
+def plan_feature(p: RoutePlan, depot: LatLng | None = None, shape: Shape | None = None) -> dict[str, Any]:
+    """One plan as a GeoJSON Feature (id = plan id): a ``LineString`` of :func:`plan_shape` (or
+    of ``shape`` when given; null when fewer than two distinct positions are known) and the plan's
+    figures and stops."""
+    coords, source = shape if shape is not None else plan_shape(p, depot)
+    geometry = {"type": "LineString", "coordinates": coords} if len(coords) >= 2 else None
+    return {
+        "type": "Feature",
+        "id": p.id,
+        "geometry": geometry,
+        "properties": {
+            "plan_id": p.id,
+            "warehouse_id": p.warehouse_id,
+            "courier_id": p.courier_id,
+            "status": p.status,
+            "start_s": p.start_s,
+            "end_s": p.end_s,
+            "duration_s": p.duration_s,
+            "distance_m": p.distance_m,
+            "geometry_source": source,
+            "stops_left": sum(1 for s in p.stops if s.status == PLANNED),
+            "stops": [
+                {
+                    "stop_id": s.id,
+                    "position": s.position,
+                    "order_id": s.order_id,
+                    "lat": s.location.lat,
+                    "lng": s.location.lng,
+                    "eta_s": s.eta_s,
+                    "deadline_s": s.deadline_s,
+                    "status": s.status,
+                }
+                for s in p.stops
+            ],
+        },
+    }
+
+
+def simplify(path: list[tuple[float, float]], tolerance_m: float) -> list[tuple[float, float]]:
+    """Douglas-Peucker on (lat, lng) points: drops every point within ``tolerance_m`` metres of
+    the line its kept neighbours draw (local flat projection; first and last always kept)."""
+    n = len(path)
+    if n <= 2:
+        return list(path)
+    lat0 = math.radians(sum(lat for lat, _ in path) / n)
+    kx, ky = 111_320.0 * math.cos(lat0), 110_540.0
+    xy = [(lng * kx, lat * ky) for lat, lng in path]
+    keep = [False] * n
+    keep[0] = keep[-1] = True
+    spans = [(0, n - 1)]
+    while spans:
+        lo, hi = spans.pop()
+        (ax, ay), (bx, by) = xy[lo], xy[hi]
+        dx, dy = bx - ax, by - ay
+        length = math.hypot(dx, dy)
+        worst, at = -1.0, -1
+        for i in range(lo + 1, hi):
+            px, py = xy[i]
+            cross = abs(dx * (ay - py) - dy * (ax - px))
+            d = cross / length if length > 0 else math.hypot(px - ax, py - ay)
+            if d > worst:
+                worst, at = d, i
+        if at > 0 and worst > tolerance_m:
+            keep[at] = True
+            spans.append((lo, at))
+            spans.append((at, hi))
+    return [pt for pt, k in zip(path, keep, strict=True) if k]
+
+
+def _thin(path: list[tuple[float, float]], most: int) -> list[tuple[float, float]]:
+    """At most ``most`` (>= 2) points of ``path``, evenly spaced, first and last kept."""
+    if len(path) <= most:
+        return path
+    last = len(path) - 1
+    return [path[round(i * last / (most - 1))] for i in range(most)]
 
 
 def delivery_out(d: Delivery, plan: RoutePlan) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -76,6 +76,15 @@ class AllocationStore(Protocol):
     # last mile: plans, stops, deliveries, history
     def save_plans(self, new: list[RoutePlan]) -> None: ...
     def get_plan(self, plan_id: str) -> RoutePlan: ...
+    def list_plans(
+        self,
+        status: str | None = ...,
+        warehouse_id: str | None = ...,
+        limit: int = ...,
+        after: str | None = ...,
+        *,
+        without_geometry: Collection[str] = ...,
+    ) -> list[RoutePlan]: ...
     def cancel_plan(self, plan_id: str, reason: str) -> RoutePlan: ...
     def get_stop(self, stop_id: str) -> PlanStop: ...
     def order_stops(self, order_id: str) -> list[PlanStop]: ...

@@ -7,8 +7,10 @@ to the configured maximum so no caller can hold a worker for longer than allowed
 
 from __future__ import annotations
 
+import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hexcity.fulfillment.domain.allocation import StoredOrder, allocate
@@ -20,7 +22,7 @@ from hexcity.fulfillment.domain.delivery import (
     RoutePlan,
     split_parcel_id,
 )
-from hexcity.fulfillment.domain.network import CostModel, Lane, NetworkView, Order
+from hexcity.fulfillment.domain.network import DAY_S, CostModel, Lane, NetworkView, Order
 from hexcity.fulfillment.domain.problem import VrpProblem
 from hexcity.fulfillment.domain.solution import VrpSolution
 from hexcity.fulfillment.domain.solving import SolverParams
@@ -38,6 +40,7 @@ from hexcity.fulfillment.settings import FulfillmentSettings
 from hexcity.fulfillment.vroom import VroomLimits, build_problem, parse_vroom
 from hexcity.fulfillment.vroom_output import solution_to_vroom
 from hexcity.infra import get_logger
+from hexcity.kernel import LatLng
 
 log = get_logger(__name__)
 MAX_CONFLICT_RETRIES = 3
@@ -56,25 +59,46 @@ class OrderView:
 
 
 class VrpService:
-    """Solve VROOM problems and our own model through the configured backend."""
+    """Solve VROOM problems and our own model through the configured backend.
+
+    ``deterministic`` (the platform's manual clock; needs ``vrp_max_iterations``): the search
+    stops at the iteration limit only. A caller's ``time_limit_s`` is still validated, but the
+    wall-clock stop becomes ``vrp_max_time_limit_s``, a safety net that a short caller budget on
+    a loaded machine cannot turn into a different plan.
+    """
 
     def __init__(
-        self, settings: FulfillmentSettings, solver: VrpSolver, road: RoadMatrix | None = None
+        self,
+        settings: FulfillmentSettings,
+        solver: VrpSolver,
+        road: RoadMatrix | None = None,
+        *,
+        deterministic: bool = False,
     ) -> None:
+        if deterministic and settings.vrp_max_iterations is None:
+            raise ValueError("a deterministic VrpService needs vrp_max_iterations")
         self.settings = settings
         self.solver = solver
         self.road = road
+        self.deterministic = deterministic
         self.limits = VroomLimits(settings.max_tasks, settings.max_vehicles, settings.max_locations)
 
     def params(self, time_limit_s: float | None = None, seed: int | None = None) -> SolverParams:
-        """Solver params from a caller's wishes, clamped to ``vrp_max_time_limit_s``."""
+        """Solver params from a caller's wishes, clamped to ``vrp_max_time_limit_s``; with
+        ``vrp_max_iterations`` set the search stops there (iteration-limited: deterministic)."""
         default = min(self.settings.vrp_time_limit_s, self.settings.vrp_max_time_limit_s)
         limit = default if time_limit_s is None else time_limit_s
         if not 0 < limit <= self.settings.vrp_max_time_limit_s:
             raise InvalidProblem(f"time limit must be in (0, {self.settings.vrp_max_time_limit_s:g}] s")
         if seed is not None and not 0 <= seed < 2**31:
             raise InvalidProblem("seed must be in [0, 2^31)")
-        return SolverParams(time_limit_s=limit, seed=self.settings.vrp_seed if seed is None else seed)
+        if self.deterministic:
+            limit = self.settings.vrp_max_time_limit_s
+        return SolverParams(
+            time_limit_s=limit,
+            seed=self.settings.vrp_seed if seed is None else seed,
+            max_iterations=self.settings.vrp_max_iterations,
+        )
 
     def solve_vroom(self, payload: object, params: SolverParams) -> dict[str, Any]:
         """A VROOM problem dict in, VROOM's solution dict out. Raises InvalidProblem / ProblemTooBig."""
@@ -99,6 +123,9 @@ class AllocationService:
 
     Lanes (warehouse -> destination, warehouse -> warehouse) come from the ``RoadMatrix`` port at
     placement and are stored with the order, so re-optimisation needs no new road queries.
+    ``clock`` (epoch seconds; the platform's clock) dates orders placed without a time;
+    ``deterministic`` (the manual clock) drops CP-SAT's wall-clock safety cap so re-optimisation
+    depends on its deterministic time budget only.
     """
 
     def __init__(
@@ -110,6 +137,8 @@ class AllocationService:
         profile: str = "car",
         max_lines: int = 100,
         max_batch_orders: int = 5_000,
+        clock: Callable[[], float] = time.time,
+        deterministic: bool = False,
     ) -> None:
         self.store = store
         self.road = road
@@ -117,6 +146,25 @@ class AllocationService:
         self.profile = profile
         self.max_lines = max_lines
         self.max_batch_orders = max_batch_orders
+        self.clock = clock
+        self.deterministic = deterministic
+
+    def seconds_of_day(self) -> int:
+        """Now on the service's clock, as seconds of the (UTC) day: the orders' time scale."""
+        return int(self.clock()) % DAY_S
+
+    def new_order(
+        self,
+        order_id: str,
+        lines: list[tuple[str, int]],
+        destination: LatLng,
+        sla: str,
+        placed_at_s: int | None = None,
+    ) -> Order:
+        """A validated order; without ``placed_at_s`` it is placed now (:meth:`seconds_of_day`),
+        so its SLA deadline follows the clock. Raises InvalidOrder."""
+        at_s = self.seconds_of_day() if placed_at_s is None else placed_at_s
+        return Order.create(order_id, lines, destination, sla, at_s)
 
     def place_order(self, order: Order) -> StoredOrder:
         """Allocate and hold stock; an order that cannot be served is stored as unallocated with the
@@ -158,6 +206,8 @@ class AllocationService:
         to_destination = {(wid, p.order.id): lane for p in pending for wid, lane in p.lanes.items()}
         view = NetworkView(self.store.warehouses(), atp, to_destination, {}, load)
         orders = [p.order for p in pending]
+        if self.deterministic:
+            params = replace(params, wall_cap_factor=None)
         result = reoptimise(orders, current, view, self.costs, params)
         greedy = plan_stats(greedy_plan(orders, view, self.costs))
         changes = [

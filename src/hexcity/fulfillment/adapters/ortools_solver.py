@@ -1,10 +1,12 @@
 """The OR-Tools routing backend (the alternative to PyVRP, and the benchmark baseline).
 
 First solution by PARALLEL_CHEAPEST_INSERTION (PATH_CHEAPEST_ARC finds nothing on tight windows),
-then guided local search, always with a time limit. OR-Tools routing has no RNG seed: runs are
-not bit-reproducible. Supported: capacities (all dimensions), time windows with service times,
-several depots and vehicle types, pickup-and-delivery pairs, optional stops with prizes (as
-disjunction penalties), max route duration. Not supported here: skills, max distance.
+then guided local search, always with a time limit. OR-Tools routing has no RNG seed: runs that
+the time limit stops are not bit-reproducible; ``max_iterations`` becomes OR-Tools'
+``solution_limit`` (solutions generated), and a search it stops gives the same routes every run.
+Supported: capacities (all dimensions), time windows with service times, several depots and
+vehicle types, pickup-and-delivery pairs, optional stops with prizes (as disjunction penalties),
+max route duration. Not supported here: skills, max distance.
 An unlimited fleet (VRPLIB X, count = number of stops) is capped at ``2 * lower bound + 5``
 vehicles per type; the lower bound is total demand / capacity.
 """
@@ -72,6 +74,8 @@ class OrToolsSolver:
         search.first_solution_strategy = routing_enums_pb2.FirstSolutionStrategy.PARALLEL_CHEAPEST_INSERTION
         search.local_search_metaheuristic = routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH
         search.time_limit.FromMilliseconds(int(params.time_limit_s * 1000))
+        if params.max_iterations is not None:  # reproducible when this, not the clock, stops it
+            search.solution_limit = params.max_iterations
         started = time.perf_counter()
         assignment = routing.SolveWithParameters(search)
         stats = SolverStats(time.perf_counter() - started, 0, params.seed, self.backend)

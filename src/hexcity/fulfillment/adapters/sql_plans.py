@@ -9,6 +9,7 @@ same transaction. A second delivery of the same stop changes nothing and answers
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, update
@@ -47,7 +48,9 @@ TOPIC_PLANS = "fulfillment.plans"
 TOPIC_DELIVERED = "fulfillment.delivered"
 MAX_HISTORY = 500
 MAX_ORDER_STOPS = 500
+MAX_PLAN_LIST = 200  # plans per list_plans call
 LIVE = (PLANNED, DELIVERED)
+PLAN_STATUSES = (ACTIVE, COMPLETED, CANCELLED, REPLANNED)
 
 
 def add_history(s: Session, order_id: str, status: str, at_s: int | None, detail: dict[str, Any]) -> None:
@@ -109,6 +112,49 @@ class SqlPlanStore:
                 raise PlanNotFound(f"no plan {plan_id}")
             rows = c.execute(select(stops).where(stops.c.plan_id == plan_id).order_by(stops.c.position)).all()
         return _plan(row._mapping, [_stop(r._mapping) for r in rows])
+
+    def list_plans(
+        self,
+        status: str | None = ACTIVE,
+        warehouse_id: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+        *,
+        without_geometry: Collection[str] = (),
+    ) -> list[RoutePlan]:
+        """Plans with their stops, by id (ascending, after ``after`` when given): at most ``limit``
+        (1..:data:`MAX_PLAN_LIST`), filtered by ``status`` (None: any) and ``warehouse_id``.
+        Plans whose id is in ``without_geometry`` come with an empty ``geometry`` (the caller has
+        it already: reading and parsing the stored paths is most of the cost of a listing).
+        Raises ValueError on a limit out of bounds or an unknown status."""
+        if not 1 <= limit <= MAX_PLAN_LIST:
+            raise ValueError(f"limit must be in [1, {MAX_PLAN_LIST}]")
+        if status is not None and status not in PLAN_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(PLAN_STATUSES)}")
+        columns = [c for c in plans.c if c.name != "geometry"]
+        query = select(*columns).order_by(plans.c.id).limit(limit)
+        if status is not None:
+            query = query.where(plans.c.status == status)
+        if warehouse_id is not None:
+            query = query.where(plans.c.warehouse_id == warehouse_id)
+        if after is not None:
+            query = query.where(plans.c.id > after)
+        with self.engine.connect() as c:
+            rows = c.execute(query).all()
+            ids = [str(r.id) for r in rows]
+            by_plan: dict[str, list[PlanStop]] = {i: [] for i in ids}
+            paths: dict[str, Any] = {i: [] for i in ids}
+            wanted = [i for i in ids if i not in without_geometry]
+            if wanted:
+                for r in c.execute(select(plans.c.id, plans.c.geometry).where(plans.c.id.in_(wanted))).all():
+                    paths[str(r.id)] = r.geometry
+            if ids:
+                stop_rows = c.execute(
+                    select(stops).where(stops.c.plan_id.in_(ids)).order_by(stops.c.plan_id, stops.c.position)
+                ).all()
+                for r in stop_rows:
+                    by_plan[str(r.plan_id)].append(_stop(r._mapping))
+        return [_plan({**r._mapping, "geometry": paths[str(r.id)]}, by_plan[str(r.id)]) for r in rows]
 
     def cancel_plan(self, plan_id: str, reason: str) -> RoutePlan:
         """Cancel a plan: its undelivered stops are cancelled (their parcels can be planned again).

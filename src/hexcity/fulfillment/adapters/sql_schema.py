@@ -93,6 +93,7 @@ plans = Table(
     Column("distance_m", Integer, nullable=False),
     Column("geometry", JSON, nullable=False),  # [[lat, lng], ...] of the road path, depot to depot
     Column("reason", String(500), nullable=True),  # why it was cancelled
+    Index("ix_fulfillment_plans_status", "status", "id"),  # the active plans, by id (the map)
 )
 
 stops = Table(

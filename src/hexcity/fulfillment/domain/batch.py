@@ -25,13 +25,20 @@ from hexcity.fulfillment.errors import OutOfStock
 
 @dataclass(frozen=True, slots=True)
 class BatchParams:
+    """``time_limit_s`` is CP-SAT's deterministic time budget; the search is also stopped after
+    ``wall_cap_factor × time_limit_s`` wall-clock seconds (a safety net that can make a loaded
+    machine's plan differ; None: no wall-clock cap, the plan depends on input and seed only)."""
+
     time_limit_s: float = 10.0
     seed: int = 0
     max_orders: int = 5_000
+    wall_cap_factor: float | None = 2.0
 
     def __post_init__(self) -> None:
         if not 0 < self.time_limit_s <= 600:
             raise ValueError("time_limit_s must be in (0, 600]")
+        if self.wall_cap_factor is not None and not 1 <= self.wall_cap_factor <= 100:
+            raise ValueError("wall_cap_factor must be in [1, 100] or None")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +143,8 @@ def reoptimise(
     solver.parameters.num_workers = 4
     solver.parameters.interleave_search = True
     solver.parameters.max_deterministic_time = params.time_limit_s
-    solver.parameters.max_time_in_seconds = 2 * params.time_limit_s
+    if params.wall_cap_factor is not None:
+        solver.parameters.max_time_in_seconds = params.wall_cap_factor * params.time_limit_s
     solver.parameters.random_seed = params.seed
     status = solver.solve(model)
     before = plan_stats(list(current.values()))
