@@ -23,6 +23,7 @@ from hexcity.commerce.errors import (
     SaleNotOpen,
     SoldOut,
     SystemBusy,
+    VirtualClockUnsupported,
 )
 from hexcity.commerce.http import build_commerce_router
 from hexcity.commerce.orders import ORDERS_TOPIC, OrderWriter
@@ -36,7 +37,7 @@ from hexcity.commerce.ports import (
 )
 from hexcity.commerce.service import STOCK_RETURNED_TOPIC, CommerceService, PurchaseReceipt, ReconcileReport
 from hexcity.commerce.settings import CommerceSettings
-from hexcity.commerce.wiring import build_commerce_service, redis_client
+from hexcity.commerce.wiring import build_commerce_service, check_virtual_clock, redis_client
 
 __all__ = [
     "ORDERS_TOPIC",
@@ -82,8 +83,10 @@ __all__ = [
     "SoldOut",
     "SqlCommerceStore",
     "SystemBusy",
+    "VirtualClockUnsupported",
     "WaitingRoomPort",
     "build_commerce_router",
     "build_commerce_service",
+    "check_virtual_clock",
     "redis_client",
 ]

@@ -104,3 +104,11 @@ class SystemBusy(CommerceError, Unavailable):
 
     code = "SystemBusy"
     status = 503
+
+
+class VirtualClockUnsupported(CommerceError):
+    """Startup refused: the platform's manual (virtual) clock needs the embedded commerce engines;
+    the Redis engines read Redis ``TIME`` and would mix two clocks."""
+
+    code = "VirtualClockUnsupported"
+    status = 500

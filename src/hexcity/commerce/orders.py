@@ -6,11 +6,17 @@ unwritten order. A batch is flushed at ``batch_size`` events or ``flush_s`` afte
 whichever comes first, as one ``INSERT ... ON CONFLICT (order_id) DO NOTHING``. If the batch fails,
 its orders are retried one by one so a poison event fails alone; the bus retries it with
 exponential backoff and full jitter, and dead-letters it after ``max_attempts``.
+
+On the platform's virtual clock, :meth:`OrderWriter.flush` is registered as a quiescer: it writes
+what is parked at once (no waiting for ``flush_s``) until the writer's bus backlog is empty, so
+after ``platform.advance`` every "order received" is in SQL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import time
 from typing import Any
 
 from hexcity.commerce.adapters.store_sql import SqlCommerceStore
@@ -25,6 +31,8 @@ ORDERS_TOPIC = "commerce.orders.received"
 WRITER_GROUP = "commerce-order-writer"
 
 log = get_logger(__name__)
+
+FLUSH_MAX_WAIT_S = 10.0  # wall-clock bound of one flush (a failing write backs off in real time)
 
 
 def order_event(order: Order) -> Event:
@@ -119,6 +127,43 @@ class OrderWriter:
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._flush_s, self._flush_now)
         await future
+
+    async def flush(self) -> int:
+        """Write every parked order now and wait for the writer's bus backlog to drain.
+
+        Returns how many orders this call wrote (batch members committed, duplicates included);
+        0 when there was nothing to do. Bounded by ``FLUSH_MAX_WAIT_S`` of wall-clock time.
+        """
+        done = 0
+        deadline = time.monotonic() + FLUSH_MAX_WAIT_S
+        idle_rounds = 0
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0)  # let bus members hand over (and ack) what is ready
+            parked = len(self._pending)
+            self._flush_now()
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            done += parked
+            if parked:
+                idle_rounds = 0
+                continue
+            if not self._subscriptions or await self._backlog() == 0:
+                return done
+            idle_rounds += 1
+            if idle_rounds > 100:  # an event in retry backoff: wait in real time, briefly
+                await asyncio.sleep(0.005)
+        log.warning("commerce.order_flush_timeout", backlog=await self._backlog())
+        return done
+
+    async def _backlog(self) -> int:
+        """Order events the writer's group has not finished (0 if the bus cannot tell)."""
+        lag = getattr(self._bus, "lag", None)
+        if lag is None:
+            return 0
+        value = lag(ORDERS_TOPIC, WRITER_GROUP)
+        if inspect.isawaitable(value):
+            value = await value
+        return int(value)
 
     def _flush_now(self) -> None:
         if self._timer is not None:

@@ -486,11 +486,39 @@ class CommerceService:
             await self.bus.publish(order_event(order))
             report.republished += 1
 
+    async def reconcile_all(self) -> int:
+        """Reconcile every campaign this process knows; returns how many were checked.
+
+        One pass of the periodic reconciler (``platform.every`` on the virtual clock); a failing
+        campaign is logged and skipped so the others are still checked.
+        """
+        checked = 0
+        for campaign_id in list(self._campaigns):
+            try:
+                await self.reconcile(campaign_id)
+                checked += 1
+            except Exception as exc:  # the loop must survive Redis/SQL hiccups
+                log.warning("commerce.reconcile_failed", campaign_id=campaign_id, error=str(exc)[:200])
+        return checked
+
+    async def expire_holds(self) -> int:
+        """Release every hold past its TTL in the campaigns this process knows (stock goes back,
+        sold-out flags are cleared); returns how many holds were released. SQL orders of the
+        released holds are marked by the next reconciliation."""
+        released_total = 0
+        limit = self.settings.reconcile_batch
+        for campaign_id in list(self._campaigns):
+            released_here = 0
+            while released := await self.engine.expire_due(campaign_id, limit=limit):
+                released_here += len(released)
+                if len(released) < limit:
+                    break
+            if released_here:
+                await self._stock_returned(campaign_id)
+            released_total += released_here
+        return released_total
+
     async def _reconcile_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.reconcile_interval_s)
-            for campaign_id in list(self._campaigns):
-                try:
-                    await self.reconcile(campaign_id)
-                except Exception as exc:  # the loop must survive Redis/SQL hiccups
-                    log.warning("commerce.reconcile_failed", campaign_id=campaign_id, error=str(exc)[:200])
+            await self.reconcile_all()

@@ -16,6 +16,9 @@ class CommerceSettings(BaseSettings):
     enabled: bool = Field(default=True, description="serve the commerce routes (serve and demo)")
     # -- stores -------------------------------------------------------------------------------------
     redis_url: str | None = Field(default=None, description="None: in-process engine and limiter")
+    redis_cluster: bool = Field(
+        default=False, description="redis_url names a node of a Redis Cluster: use a cluster client"
+    )
     redis_timeout_s: float = Field(default=0.5, gt=0, le=10, description="socket timeout of every Redis call")
     redis_max_connections: int = Field(default=64, ge=1, le=10_000)
     key_prefix: str = Field(default="hexcity:commerce:", min_length=1, max_length=64)
@@ -57,4 +60,7 @@ class CommerceSettings(BaseSettings):
     reconcile_interval_s: float = Field(default=60.0, gt=0, le=3600)
     reconcile_grace_s: float = Field(default=5.0, ge=0, le=3600, description="age before re-publishing")
     reconcile_batch: int = Field(default=1000, ge=1, le=100_000)
+    expiry_sweep_interval_s: float = Field(
+        default=1.0, gt=0, le=3600, description="virtual clock only: release expired holds this often"
+    )
     list_limit: int = Field(default=100, ge=1, le=1000, description="max items per list page")

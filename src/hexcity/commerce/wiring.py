@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from sqlalchemy import Engine
@@ -18,13 +19,14 @@ from hexcity.commerce.adapters.reservation_redis import RedisReservationEngine
 from hexcity.commerce.adapters.store_sql import SqlCommerceStore
 from hexcity.commerce.adapters.waiting_room import MemoryWaitingRoom, RedisWaitingRoom
 from hexcity.commerce.domain.admission import AdmissionSigner, WaitingRoom
+from hexcity.commerce.errors import VirtualClockUnsupported
 from hexcity.commerce.ports import PaymentGateway, RateLimiter, ReservationEngine, WaitingRoomPort
 from hexcity.commerce.service import CommerceService
 from hexcity.commerce.settings import CommerceSettings
 from hexcity.infra.bus import EventBus
 from hexcity.infra.logging import get_logger
 
-__all__ = ["build_commerce_service", "redis_client"]
+__all__ = ["build_commerce_service", "check_virtual_clock", "redis_client"]
 
 log = get_logger(__name__)
 
@@ -33,6 +35,16 @@ def redis_client(settings: CommerceSettings) -> aioredis.Redis:
     """A client with the module's timeouts and a bounded blocking pool (needs ``settings.redis_url``)."""
     if settings.redis_url is None:
         raise ValueError("HEXCITY_COMMERCE_REDIS_URL is not set")
+    if settings.redis_cluster:  # a SKU's keys share one slot (docs/commerce.md, Redis Cluster)
+        return RedisCluster.from_url(  # type: ignore[return-value]  # limiter and room are typed Redis
+            settings.redis_url,
+            decode_responses=True,
+            socket_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+            max_connections=settings.redis_max_connections,  # per node
+            client_name="hexcity-commerce",
+            retry=Retry(NoBackoff(), 0),
+        )
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
         decode_responses=True,
@@ -46,6 +58,16 @@ def redis_client(settings: CommerceSettings) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
+def check_virtual_clock(settings: CommerceSettings, redis: aioredis.Redis | None = None) -> None:
+    """Raise :class:`VirtualClockUnsupported` unless every commerce engine is the embedded one."""
+    if redis is not None or settings.redis_url is not None or settings.waiting_room_store == "redis":
+        raise VirtualClockUnsupported(
+            "the manual clock (HEXCITY_CLOCK=manual) needs the embedded commerce engines: unset "
+            "HEXCITY_COMMERCE_REDIS_URL (and HEXCITY_COMMERCE_WAITING_ROOM_STORE=redis); the Redis "
+            "engines keep time with Redis TIME"
+        )
+
+
 def build_commerce_service(
     settings: CommerceSettings,
     *,
@@ -54,12 +76,17 @@ def build_commerce_service(
     payments: PaymentGateway | None = None,
     redis: aioredis.Redis | None = None,
     clock: Callable[[], float] = time.time,
+    virtual: bool = False,
 ) -> CommerceService:
     """The service over Redis when ``settings.redis_url`` (or ``redis``) is given, else in-process.
 
     Creates the commerce tables if missing. ``payments`` defaults to an approving in-process
-    gateway until the payments module is wired in.
+    gateway until the payments module is wired in. ``virtual`` (the platform's manual clock):
+    every time source reads ``clock``; the Redis engines (Redis ``TIME``) are refused with
+    :class:`VirtualClockUnsupported` rather than mixing two clocks.
     """
+    if virtual:
+        check_virtual_clock(settings, redis)
     store = SqlCommerceStore(sql_engine)
     store.create_schema()
     if redis is None and settings.redis_url is not None:
