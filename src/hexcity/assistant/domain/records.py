@@ -1,9 +1,16 @@
 """Platform records (orders, shipments, trips, payments, refunds) as graph facts.
 
-A record is personal data: its node and every edge it states are owned by its customer (and, for
-a trip, also visible to its driver). Shared places and people (warehouses, couriers, drivers) are
-public nodes holding only a display name, so reaching them reveals nothing; reaching ANOTHER
-customer's record through them is impossible because that record's node and edges are owned.
+A record is personal data: its node and every edge it states are owned by its customer (plus
+``also_visible_to``, empty for every record the module readers build). Shared places and people
+(warehouses, couriers, drivers) are public nodes holding only a display name, so reaching them
+reveals nothing; reaching ANOTHER customer's record through them is impossible because that
+record's node and edges are owned (a driver node has edges to every rider's trip, each owned by
+that trip's rider).
+
+A link to another record of the same customer (a payment's trip, a refund's payment) states that
+record's node and a ``customer → record`` ``HAS`` edge too, so the edge has two sources when the
+record itself is indexed: it disappears only when the record AND every record linking to it are
+withdrawn (provenance rule of :mod:`graph`).
 """
 
 from __future__ import annotations
@@ -81,8 +88,10 @@ def record_to_graph(
         target = f"{kind}:{target_id}"
         if kind in SHARED_KINDS:
             nodes.append(NodeSpec(target, SHARED_KINDS[kind], name or target_id, PUBLIC))
-        else:  # another record of the same customer: stated as a node so the edge has both ends
-            nodes.append(NodeSpec(target, kind.capitalize(), target_id, access))
+        else:  # another record of the same customer: stated as a node so the edge has both ends,
+            # and as the customer's (so it stays reachable while any of its records backs it)
+            nodes.append(NodeSpec(target, kind.capitalize(), target_id, owned_by(record.customer_id)))
+            edges.append(EdgeSpec(customer.node_id, target, "HAS", owned_by(record.customer_id)))
         edges.append(EdgeSpec(node.node_id, target, relation, access))
     for entity in _POLICY_LINKS[record.kind]:
         if entity in linked_entities:

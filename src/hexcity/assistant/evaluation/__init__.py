@@ -20,7 +20,9 @@ from typing import Any
 
 from hexcity.assistant.domain.acl import Viewer, for_audience
 from hexcity.assistant.domain.text import normalize
+from hexcity.assistant.freshness import apply_event as apply_event_to_service
 from hexcity.assistant.service import ARMS, AssistantService, record_from_payload
+from hexcity.kernel.events import Event
 
 BOOTSTRAP_SEED = 20261125
 BOOTSTRAP_ROUNDS = 2000
@@ -55,13 +57,30 @@ def load_qa_set() -> dict[str, Any]:
     return data
 
 
-def seed_records(service: AssistantService, records: Sequence[Mapping[str, Any]]) -> None:
+def seed_records(
+    service: AssistantService,
+    records: Sequence[Mapping[str, Any]],
+    module_events: Sequence[Mapping[str, Any]] = (),
+) -> None:
+    """The gold set's platform data: record payloads, then the modules' own events (``ride.status``,
+    ``payments.events`` payloads as the modules publish them) through the change-data-capture path."""
     for payload in records:
         service.upsert_record(record_from_payload(payload))
+    for event in module_events:
+        apply_module_event(service, event, event_ts=0.0)
+
+
+def apply_module_event(service: AssistantService, event: Mapping[str, Any], *, event_ts: float) -> None:
+    """One module event (``{"topic": ..., "payload": ...}``) through :func:`freshness.apply_event`."""
+    topic, payload = str(event["topic"]), dict(event["payload"])
+    if not apply_event_to_service(service, Event(topic, topic, payload, occurred_at_s=event_ts)):
+        raise ValueError(f"{topic} event changes nothing: {payload}")
 
 
 def apply_event(service: AssistantService, event: Mapping[str, Any]) -> None:
-    """Freshness events: an article edit (published as a new version) or a record change."""
+    """Freshness events: an article edit (published as a new version), a module's own event
+    (``module_event``: topic + payload, translated by the change-data-capture consumer) or a
+    record change."""
     if event["op"] == "edit_article":
         article = service.articles[event["doc_id"]]
         old, new = event["replace"]
@@ -73,6 +92,8 @@ def apply_event(service: AssistantService, event: Mapping[str, Any]) -> None:
             f"version: {article.version + 1}\n---\n{body}"
         )
         service.apply_change({"op": "publish_article", "source": source}, event_ts=1.0)
+    elif event["op"] == "module_event":
+        apply_module_event(service, event, event_ts=1.0)
     else:
         service.apply_change(event, event_ts=1.0)
 
@@ -121,7 +142,7 @@ def run(service_factory: Callable[[], AssistantService], *, split: str | None = 
     """Every item of ``split`` (all when None) through every arm; freshness items on a fresh service."""
     data = load_qa_set()
     base = service_factory()
-    seed_records(base, data["records"])
+    seed_records(base, data["records"], data.get("module_events", ()))
     results = []
     for item in data["items"]:
         if split is not None and item["split"] != split:
@@ -130,7 +151,7 @@ def run(service_factory: Callable[[], AssistantService], *, split: str | None = 
             service = base
             if item.get("event"):
                 service = service_factory()
-                seed_records(service, data["records"])
+                seed_records(service, data["records"], data.get("module_events", ()))
                 apply_event(service, item["event"])
             results.append(evaluate_item(service, item, arm))
     return results

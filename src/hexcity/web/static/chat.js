@@ -3,7 +3,10 @@
  * against the registry's JSON schema before rendering. Trusted components are plain DOM built with
  * textContent only (never innerHTML); sandboxed components run in an iframe with
  * sandbox="allow-scripts" and NO allow-same-origin, talking to the page only by postMessage.
- * A user action in a component (track, request a refund) becomes a new message in the conversation. */
+ * A user action in a component (track, ask for a refund) becomes a new message in the conversation;
+ * the refund form's confirmed submit calls the real endpoint (POST submit_url with the customer's
+ * token and an Idempotency-Key made once per form, so a repeated submit never refunds twice) and the
+ * outcome (refund id, amount, status) comes back as the next assistant turn. */
 "use strict";
 
 (function () {
@@ -22,6 +25,7 @@
   const MAX_ROUTE_POINTS = 500;
   const MAX_ACTIONS = 50;
   const el = (id) => document.getElementById(id);
+  let busy = false;
 
   function node(tag, attrs, text) {
     const n = document.createElement(tag);
@@ -39,10 +43,11 @@
     el("chat-who").textContent = "as demo customer " + body.subject;
   }
 
-  async function api(path, init) {
+  async function api(path, init, extraHeaders) {
     for (let attempt = 0; attempt < 2; attempt++) {
       if (!CHAT.token) await getToken();
-      const headers = { Authorization: "Bearer " + CHAT.token, "Content-Type": "application/json" };
+      const headers = Object.assign(
+        { Authorization: "Bearer " + CHAT.token, "Content-Type": "application/json" }, extraHeaders || {});
       const r = await fetch(path, Object.assign({}, init, { headers: headers }));
       if (r.status === 401 && attempt === 0) { CHAT.token = null; continue; }
       return r;
@@ -235,20 +240,31 @@ document.getElementById("s").addEventListener("click", () => {
       class: "ui-frame", sandbox: "allow-scripts", title: p.aria_label, "data-component": key.split("@")[0],
     });
     frame.srcdoc = SANDBOX_DOC;
+    const idempotencyKey = "chat-" + randomHex(16); // one per form: resubmitting it replays, never repeats
     frame.addEventListener("load", () => {
-      CHAT.frames.set(frame.contentWindow, { key: key, props: p });
+      CHAT.frames.set(frame.contentWindow, { key: key, props: p, idempotencyKey: idempotencyKey });
       frame.contentWindow.postMessage({ type: "hexcity-props", props: p }, "*");
     });
     return frame;
   }
 
+  function randomHex(bytes) {
+    const a = new Uint8Array(bytes);
+    crypto.getRandomValues(a);
+    return Array.from(a, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
   window.addEventListener("message", (e) => {
     const origin = CHAT.frames.get(e.source); // only our component frames may speak
-    if (!origin || !e.data || e.data.type !== "hexcity-action") return;
+    // a sandboxed frame without allow-same-origin has the opaque origin "null"
+    if (!origin || e.origin !== "null" || !e.data || e.data.type !== "hexcity-action") return;
     const d = e.data;
+    const keys = Object.keys(d).sort().join(",");
+    if (keys !== "action,confirmed,order_id,reason,type") return; // exactly the form's message
     if (d.action !== "request_refund" || d.order_id !== origin.props.order_id) return;
     if (!origin.props.reasons.includes(d.reason) || d.confirmed !== true) return;
-    userAction({ action: "request_refund", order_id: d.order_id, reason: d.reason });
+    userAction({ action: "request_refund", order_id: d.order_id, reason: d.reason },
+      { submitUrl: origin.props.submit_url, idempotencyKey: origin.idempotencyKey });
   });
 
   const RENDERERS = { "order-status-card": orderCard, "fare-breakdown": fareBreakdown };
@@ -267,7 +283,7 @@ document.getElementById("s").addEventListener("click", () => {
   }
 
   // -- conversation ----------------------------------------------------------------------------------
-  function userAction(action) {
+  function userAction(action, form) {
     if (CHAT.actions.length >= MAX_ACTIONS) CHAT.actions.shift();
     CHAT.actions.push(action);
     const text = {
@@ -275,7 +291,47 @@ document.getElementById("s").addEventListener("click", () => {
       refund_help: "I want a refund for order " + action.order_id + ".",
       request_refund: "Please refund order " + action.order_id + ", reason: " + action.reason + ". I confirm.",
     }[action.action];
-    if (text) ask(text);
+    // a form that names an action route is submitted there; any other form (older servers posted to
+    // /answers) only asks in the conversation
+    if (action.action === "request_refund" && form && ACTION_ROUTE.test(form.submitUrl)) {
+      submitRefund(text, action, form);
+    } else if (text) ask(text);
+  }
+
+  // The form's submit_url passed the registry's and the schema's checks (internal relative route);
+  // only the assistant's own action routes are called from here.
+  const ACTION_ROUTE = /^\/assistant\/v1\/actions\/[a-z-]+$/;
+
+  async function submitRefund(text, action, form) {
+    if (busy) return;
+    busy = true;
+    const status = el("chat-status");
+    status.textContent = "Submitting the refund request…";
+    try {
+      const schemas = await loadSchemas();
+      addMessage({ who: "you", text: text }, schemas);
+      const r = await api(form.submitUrl, {
+        method: "POST",
+        body: JSON.stringify({ order_id: action.order_id, reason: action.reason, confirmed: true }),
+      }, { "Idempotency-Key": form.idempotencyKey });
+      const body = await r.json();
+      if (!r.ok) {
+        addMessage({ who: "support", text: "Sorry, the refund request failed: " + (body.message || r.status)
+          + (body.code ? " (" + body.code + ")" : "") }, schemas);
+      } else {
+        addMessage({ who: "support", text: body.text, outcome: [
+          ["Refund", body.refund_id], ["Order", body.order_id],
+          ["Amount", money(body.amount_cents) + " " + body.currency], ["Status", body.status],
+        ] }, schemas);
+      }
+      CHAT.refunds = (CHAT.refunds || 0) + (r.ok ? 1 : 0);
+      CHAT.answers += 1;
+      status.textContent = r.ok ? "Refund requested." : "Refund request failed.";
+    } catch (err) {
+      status.textContent = err.message;
+    } finally {
+      busy = false;
+    }
   }
 
   function addMessage(msg, schemas) {
@@ -303,6 +359,11 @@ document.getElementById("s").addEventListener("click", () => {
       }
       item.appendChild(ol);
     }
+    if (msg.outcome) {
+      const dl = node("dl", { class: "ui-facts", "data-outcome": "refund", "aria-label": "Refund outcome" });
+      for (const [k, v] of msg.outcome) { dl.appendChild(node("dt", {}, k)); dl.appendChild(node("dd", {}, v)); }
+      item.appendChild(dl);
+    }
     for (const ui of msg.ui || []) item.appendChild(renderComponent(ui, schemas));
     el("chat-log").appendChild(item);
     item.scrollIntoView({ block: "nearest" });
@@ -325,7 +386,18 @@ document.getElementById("s").addEventListener("click", () => {
     box.hidden = false;
   }
 
-  let busy = false;
+  // A fare question while two points are picked on the dashboard's map (click, click) asks about
+  // that ride: the answer then carries the fare breakdown of a real quote for it.
+  const FARE_WORDS = /\b(fares?|prices?|pricing|cost|costs|how much|quotes?|surge)\b/i;
+  function chosenRide(question) {
+    const points = window.hexcity && window.hexcity.state && window.hexcity.state.routePoints;
+    if (!FARE_WORDS.test(question) || !Array.isArray(points) || points.length < 2) return null;
+    const [a, b] = points; // [lng, lat] map coordinates
+    const ok = (p) => Array.isArray(p) && p.length === 2 && p.every((x) => typeof x === "number" && Number.isFinite(x));
+    if (!ok(a) || !ok(b)) return null;
+    return { pickup: [a[1], a[0]], dropoff: [b[1], b[0]], product: "standard" };
+  }
+
   async function ask(question) {
     question = question.trim().slice(0, MAX_QUESTION_CHARS);
     if (!question || busy) return;
@@ -335,7 +407,10 @@ document.getElementById("s").addEventListener("click", () => {
     try {
       const schemas = await loadSchemas();
       addMessage({ who: "you", text: question }, schemas);
-      const r = await api("/assistant/v1/answers", { method: "POST", body: JSON.stringify({ question: question }) });
+      const request = { question: question };
+      const ride = chosenRide(question);
+      if (ride) request.ride = ride;
+      const r = await api("/assistant/v1/answers", { method: "POST", body: JSON.stringify(request) });
       const body = await r.json();
       if (!r.ok) {
         addMessage({ who: "support", text: "Sorry, that failed: " + (body.message || r.status) }, schemas);
