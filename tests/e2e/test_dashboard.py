@@ -4,8 +4,11 @@ One demo process (embedded defaults, seeded simulator) and one browser page for 
 map draws our road features, simulated drivers appear and move, clicking two points gives a route
 with duration and distance, the SSE feed delivers frames and events, modules not wired show "not
 running", the page has labels and a working skip link, and nothing is logged to the console as an
-error. Active trips show their route (driver → pickup, pickup → drop-off) and the flash sale, opening
-seconds after the start, counts down to "sold out" in its console. The support chat answers the
+error. Active trips show their route (driver → pickup, pickup → drop-off), the couriers' active
+delivery plans are drawn (one colour per courier, stops as dots), clicking a surge cell (or Enter on
+the focused map) shows its supply, demand and surge in a popup and the side panel, the ledger panel
+shows debits = credits, and the flash sale, opening seconds after the start, counts down to "sold
+out" in its console. The support chat answers the
 demo customer with cited passages, never shows another customer's data, validates and sandboxes its
 components, and the page (chat open) has no serious/critical axe-core violation. Ctrl-C (SIGINT)
 then stops the demo cleanly. Screenshots are kept as test artefacts (``HEXCITY_TEST_ARTEFACTS`` or
@@ -41,6 +44,9 @@ UI_TIMEOUT_MS = 30_000
 FLASH_MINUTE = 1.5
 FLASH_UNITS = 50
 ROUTE_LAYERS = "['active-routes-trip', 'active-routes-pickup']"
+# the simulator plans each warehouse every 2 simulated minutes (12 s at --speed 10); the page
+# polls the active plans every 5 s
+DELIVERY_TIMEOUT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +180,106 @@ def test_clicking_two_points_shows_a_route_with_duration_and_distance(page: Any)
     assert _state(page, "map.getSource('route')._data.features.length") == 1
 
 
+def test_clicking_a_surge_cell_shows_supply_demand_and_surge(page: Any) -> None:
+    page.wait_for_function("window.hexcity.state.cells.length >= 1", timeout=UI_TIMEOUT_MS)
+    page.locator("input[name=mode][value=cell]").check()
+    try:
+        target = _state(
+            page,
+            """(() => {
+                const w = map.getCanvas().clientWidth, h = map.getCanvas().clientHeight;
+                for (const c of s.cells) {  // a cell whose centre is clear of the legend and controls
+                    const ring = c.boundary.slice(0, -1);
+                    const lng = ring.reduce((a, p) => a + p[0], 0) / ring.length;
+                    const lat = ring.reduce((a, p) => a + p[1], 0) / ring.length;
+                    const p = map.project([lng, lat]);
+                    const clear = p.x > 20 && p.x < w - 60 && p.y > 20 && p.y < h - 120;
+                    if (clear) return {cell: c.cell, x: p.x, y: p.y};
+                }
+                return null;
+            })()""",
+        )
+        assert target is not None, "no surge cell on screen"
+        box = page.locator("#map").bounding_box()
+        page.mouse.click(box["x"] + target["x"], box["y"] + target["y"])
+        page.wait_for_function(
+            f"window.hexcity.state.lastCell && window.hexcity.state.lastCell.cell === '{target['cell']}'",
+            timeout=UI_TIMEOUT_MS,
+        )
+        cell = _state(page, "s.lastCell")
+        assert isinstance(cell["supply"], int) and isinstance(cell["demand"], int)
+        assert cell["multiplier"] >= 1
+        text = page.locator("#cell-result").inner_text()
+        assert text.startswith(
+            f"Cell {target['cell']}: supply {cell['supply']}, demand {cell['demand']}, surge ×"
+        )
+        popup = page.locator(".cell-popup")
+        assert popup.locator("strong").inner_text() == f"Surge cell {target['cell']}"
+        assert popup.locator("dd[data-cell=supply]").inner_text() == str(cell["supply"])
+        assert popup.locator("dd[data-cell=demand]").inner_text() == str(cell["demand"])
+        assert popup.locator("dd[data-cell=multiplier]").inner_text().startswith(f"×{cell['multiplier']}")
+        assert (
+            _state(page, "map.getSource('cell-selected')._data.features[0].properties.cell") == target["cell"]
+        )
+        # the keyboard does the same: Enter on the focused map inspects the cell at its centre
+        before = _state(page, "s.lastCell")
+        page.evaluate("window.hexcity.state.lastCell = null")
+        page.locator("#map").focus()
+        page.keyboard.press("Enter")
+        page.wait_for_function("window.hexcity.state.lastCell !== null", timeout=UI_TIMEOUT_MS)
+        centre = _state(page, "s.lastCell")
+        assert re.fullmatch(r"[0-9a-f]{15}", centre["cell"]), (before, centre)
+        page.evaluate("window.hexcity.state.lastCell = null")  # and from MapLibre's focusable canvas
+        page.locator("#map canvas.maplibregl-canvas").focus()
+        page.keyboard.press("Enter")
+        page.wait_for_function("window.hexcity.state.lastCell !== null", timeout=UI_TIMEOUT_MS)
+        assert _state(page, "s.lastCell.cell") == centre["cell"]
+    finally:
+        page.locator("input[name=mode][value=route]").check()
+
+
+def test_delivery_routes_appear_on_the_map(page: Any, demo_server: dict[str, Any]) -> None:
+    page.wait_for_function(
+        "window.hexcity.map.getSource('deliveries')._data.features.length >= 1"
+        " && window.hexcity.map.queryRenderedFeatures({layers: ['delivery-routes']}).length >= 1",
+        timeout=DELIVERY_TIMEOUT_MS,
+    )
+    drawn = _state(
+        page,
+        """map.getSource('deliveries')._data.features.map(f => ({
+            plan: f.properties.plan, courier: f.properties.courier, color: f.properties.color,
+            type: f.geometry.type, n: f.geometry.coordinates.length}))""",
+    )
+    assert all(d["type"] == "LineString" and d["n"] >= 2 for d in drawn), drawn
+    colors: dict[str, str] = {}
+    for d in drawn:  # one colour per courier
+        assert colors.setdefault(d["courier"], d["color"]) == d["color"], drawn
+    assert _state(page, "map.getSource('delivery-stops')._data.features.length") >= 1
+    # every drawn route is a stored plan of that courier (it may have been re-planned since the poll)
+    stored = page.evaluate(
+        """async (ids) => {
+            const token = (await (await fetch('/web/v1/demo/token')).json()).token;
+            const headers = {Authorization: 'Bearer ' + token};
+            const out = [];
+            for (const id of ids) {
+                const r = await fetch('/fulfillment/v1/plans/' + id, {headers: headers});
+                const p = await r.json();
+                out.push([r.status, p.plan_id, p.courier_id, p.status, p.geometry.length]);
+            }
+            return out;
+        }""",
+        [d["plan"] for d in drawn],
+    )
+    for d, (status, plan_id, courier, plan_status, points) in zip(drawn, stored, strict=True):
+        assert (status, plan_id, courier) == (200, d["plan"], d["courier"])
+        assert plan_status in {"active", "replanned", "completed"} and points >= 2
+    note = page.locator("#deliveries-count").inner_text()
+    assert re.fullmatch(r"\d+ delivery routes? \(\d+ couriers?, \d+ stops?\)", note), note
+    artefacts = Path(os.environ.get("HEXCITY_TEST_ARTEFACTS", str(demo_server["work"])))
+    artefacts.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(artefacts / "dashboard-deliveries.png"))
+
+
 def test_flash_sale_panel_counts_down_and_sells_out(page: Any, demo_server: dict[str, Any]) -> None:
     page.wait_for_function("window.hexcity.state.flashSoldOut", timeout=45_000)
     left = _state(page, "s.flashLeft")
@@ -212,6 +318,11 @@ def test_live_feed_delivers_frames_events_and_module_states(page: Any, demo_serv
         "simulator": "running",
     }
     assert page.locator("[data-panel=fulfillment] .badge").inner_text() == "running"
+    page.wait_for_function("document.querySelector('.ledger-check') !== null", timeout=UI_TIMEOUT_MS)
+    check = page.locator("[data-panel=payments] .ledger-check")
+    m = re.fullmatch(r"Debits ([\d.]+) (\w{3}) = credits ([\d.]+) (\w{3}) ✓ balanced", check.inner_text())
+    assert m and m.group(1) == m.group(3) and m.group(2) == m.group(4), check.inner_text()
+    assert check.get_attribute("data-balanced") == "yes"
     on_road = [
         int(page.locator(f"dd[data-kpi={k}]").inner_text()) for k in ("drivers_online", "drivers_busy")
     ]

@@ -52,3 +52,34 @@ def test_page_buffers_are_bounded() -> None:
     assert "STATE.routeQueue.length >= MAX_ROUTE_QUEUE" in js
     assert "STATE.routeFetching < MAX_ROUTE_FETCHES" in js
     assert "STATE.flashLeft.length > MAX_FLASH_HISTORY" in js
+
+
+def test_delivery_routes_are_drawn_from_the_plans_endpoint_bounded_and_in_the_legend() -> None:
+    html, js = _asset("dashboard.html"), _asset("dashboard.js")
+    found = re.findall(r'\bid: "([\w-]+)", type: "(\w+)", source: "([\w-]+)"', js)
+    layers = {layer: (kind, source) for layer, kind, source in found}
+    assert layers["delivery-routes"] == ("line", "deliveries")
+    assert layers["delivery-stops"] == ("circle", "delivery-stops")
+    assert '<span><i class="ln delivery"></i>delivery routes</span>' in html
+    assert '<span id="deliveries-count">' in html
+    limits = {name: int(value) for name, value in re.findall(r"const ([A-Z_]+) = (\d+);", js)}
+    assert limits["MAX_DELIVERY_ROUTES"] == 200  # the endpoint's page limit
+    assert limits["DELIVERY_POLL_MS"] == 5000
+    assert '"/fulfillment/v1/plans?status=active&limit=" + MAX_DELIVERY_ROUTES' in js
+    assert "body.features.slice(0, MAX_DELIVERY_ROUTES)" in js
+    # a route with nothing left to deliver, or without geometry, is not drawn; only planned stops are
+    assert "if (!f.geometry || p.stops_left < 1) continue;" in js
+    assert 'if (st.status !== "planned") continue;' in js
+
+
+def test_cell_inspection_shows_supply_demand_and_surge_in_a_popup_and_the_panel() -> None:
+    html, js = _asset("dashboard.html"), _asset("dashboard.js")
+    assert '<div id="cell-result" class="result" role="status" aria-live="polite"></div>' in html
+    assert '<input type="radio" name="mode" value="cell">' in html
+    for label in ("Supply (drivers available)", "Demand (riders waiting)", "Surge"):
+        assert f'["{label}", ' in js
+    assert "new maplibregl.Popup(" in js and ".setDOMContent(box)" in js  # text nodes, never HTML
+    assert ".setHTML(" not in js and "innerHTML" not in js
+    # the keyboard reaches every map action: Enter on the focused map picks its centre
+    assert 'ev.key !== "Enter"' in js and "pick([c.lng, c.lat]);" in js
+    assert "press Enter for the map's centre" in html

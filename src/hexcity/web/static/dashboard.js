@@ -25,6 +25,11 @@
     flash: null, // latest commerce panel figures
     flashLeft: [], // the distinct "left" values seen, oldest first (the countdown)
     flashSoldOut: false,
+    deliveries: [], // [{plan_id, courier_id, warehouse_id, stops_left, color}] drawn delivery routes
+    deliveryStops: 0, // stops still to deliver on the drawn routes
+    deliveryPolls: 0,
+    deliveriesNote: "",
+    ledger: null, // {debits, credits, balanced} in minor units, from the payments panel
   };
   const MAX_EVENTS_SHOWN = 100;
   const MAX_KPI_POINTS = 600;
@@ -35,6 +40,10 @@
   const MAX_WAREHOUSES = 100;
   const MAX_FLASH_HISTORY = 200;
   const WAREHOUSE_POLL_MS = 15000;
+  const DELIVERY_POLL_MS = 5000; // GET /fulfillment/v1/plans?status=active (plans change every 2 simulated min)
+  const MAX_DELIVERY_ROUTES = 200; // the endpoint's page limit: one page, bounded
+  // one colour per courier (a stable hash of the courier id), distinct from drivers, trips and your route
+  const COURIER_COLORS = ["#00796b", "#c77800", "#6b7a00", "#455a64", "#00838f", "#6d4c41", "#8d6e00"];
   const el = (id) => document.getElementById(id);
 
   function setConn(text, cls) {
@@ -83,6 +92,9 @@
     map.addSource("active-routes", { type: "geojson", data: fc([]) });
     map.addSource("warehouses", { type: "geojson", data: fc([]) });
     map.addSource("route-points", { type: "geojson", data: fc([]) });
+    map.addSource("deliveries", { type: "geojson", data: fc([]) });
+    map.addSource("delivery-stops", { type: "geojson", data: fc([]) });
+    map.addSource("cell-selected", { type: "geojson", data: fc([]) });
     map.addLayer({
       id: "cells-fill", type: "fill", source: "cells",
       paint: {
@@ -91,6 +103,7 @@
       },
     });
     map.addLayer({ id: "cells-line", type: "line", source: "cells", paint: { "line-color": "#b35900", "line-width": 1, "line-opacity": 0.6 } });
+    map.addLayer({ id: "cell-selected", type: "line", source: "cell-selected", paint: { "line-color": "#1a1a1a", "line-width": 3 } });
     map.addLayer({
       id: "roads", type: "line", source: "roads",
       paint: { "line-color": "#7d7d7d", "line-width": ["interpolate", ["linear"], ["zoom"], 10, 0.6, 15, 2.5] },
@@ -105,6 +118,14 @@
       id: "active-routes-pickup", type: "line", source: "active-routes", layout: ROUTE_LAYOUT,
       filter: ["==", ["get", "phase"], "arriving"],
       paint: { "line-color": "#6a1b9a", "line-width": 3, "line-opacity": 0.85, "line-dasharray": [1, 1.5] },
+    });
+    map.addLayer({
+      id: "delivery-routes", type: "line", source: "deliveries", layout: ROUTE_LAYOUT,
+      paint: { "line-color": ["get", "color"], "line-width": 2.5, "line-opacity": 0.8, "line-dasharray": [2, 1.2] },
+    });
+    map.addLayer({
+      id: "delivery-stops", type: "circle", source: "delivery-stops",
+      paint: { "circle-radius": 4, "circle-color": ["get", "color"], "circle-stroke-width": 1.5, "circle-stroke-color": "#ffffff" },
     });
     map.addLayer({
       id: "warehouses", type: "circle", source: "warehouses",
@@ -292,6 +313,63 @@
     if (again) setTimeout(pollWarehouses, WAREHOUSE_POLL_MS);
   }
 
+  // ---- delivery routes (fulfillment's active last-mile plans, polled) ---------------------------
+  const courierColors = new Map(); // courier id -> colour, given in order of first sight (bounded)
+  function courierColor(courierId) {
+    let c = courierColors.get(courierId);
+    if (c === undefined) {
+      if (courierColors.size >= 1000) courierColors.clear();
+      c = COURIER_COLORS[courierColors.size % COURIER_COLORS.length];
+      courierColors.set(courierId, c);
+    }
+    return c;
+  }
+
+  function showDeliveries(body) {
+    const routes = [], stops = [];
+    const features = body.features.slice(0, MAX_DELIVERY_ROUTES);
+    for (const id of features.map((f) => f.properties.courier_id).sort()) courierColor(id);
+    for (const f of features) {
+      const p = f.properties;
+      if (!f.geometry || p.stops_left < 1) continue; // nothing left to drive
+      const color = courierColor(p.courier_id);
+      routes.push({ type: "Feature", geometry: f.geometry, properties: { plan: p.plan_id, courier: p.courier_id, warehouse: p.warehouse_id, color: color } });
+      for (const st of p.stops) {
+        if (st.status !== "planned") continue;
+        stops.push({ type: "Feature", geometry: { type: "Point", coordinates: [st.lng, st.lat] }, properties: { stop: st.stop_id, plan: p.plan_id, color: color } });
+      }
+    }
+    map.getSource("deliveries").setData(fc(routes));
+    map.getSource("delivery-stops").setData(fc(stops));
+    STATE.deliveries = routes.map((r) => ({ plan_id: r.properties.plan, courier_id: r.properties.courier, warehouse_id: r.properties.warehouse, color: r.properties.color }));
+    STATE.deliveryStops = stops.length;
+    const couriers = new Set(STATE.deliveries.map((d) => d.courier_id)).size;
+    STATE.deliveriesNote = routes.length + (routes.length === 1 ? " delivery route" : " delivery routes") + " (" + couriers + (couriers === 1 ? " courier, " : " couriers, ") + stops.length + " stops)" + (body.next_after ? ", first " + MAX_DELIVERY_ROUTES + " shown" : "");
+    el("deliveries-count").textContent = STATE.deliveriesNote;
+  }
+
+  async function loadDeliveries() {
+    if (!STATE.token) await getToken();
+    if (!tokenScopes().has("fulfillment:read")) {
+      el("deliveries-count").textContent = STATE.deliveriesNote = "delivery routes hidden: the dashboard token may not read fulfillment";
+      return false;
+    }
+    const r = await api("/fulfillment/v1/plans?status=active&limit=" + MAX_DELIVERY_ROUTES);
+    STATE.deliveryPolls += 1;
+    if (!r.ok) {
+      el("deliveries-count").textContent = STATE.deliveriesNote = r.status === 404 ? "delivery routes: fulfillment is not running" : "delivery routes: HTTP " + r.status;
+      return r.status !== 403 && r.status !== 404;
+    }
+    showDeliveries(await r.json());
+    return true;
+  }
+
+  async function pollDeliveries() {
+    let again = true;
+    try { again = await loadDeliveries(); } catch (err) { again = true; }
+    if (again) setTimeout(pollDeliveries, DELIVERY_POLL_MS);
+  }
+
   // ---- flash-sale console -----------------------------------------------------------------------
   const FLASH_LABELS = {
     units: "Stock at the start", left: "Units left", sold: "Units sold (orders confirmed)",
@@ -368,6 +446,8 @@
     el("route-to").value = b ? b[1].toFixed(5) + ", " + b[0].toFixed(5) : "";
   }
 
+  let cellPopup = null;
+
   async function inspectCell(lng, lat) {
     const out = el("cell-result");
     const r = await api("/dispatch/v1/surge?lat=" + lat.toFixed(6) + "&lng=" + lng.toFixed(6));
@@ -375,20 +455,51 @@
     if (!r.ok) { out.textContent = "Cell: " + (body.message || r.status); return; }
     STATE.lastCell = body;
     STATE.surge.set(body.cell, body);
-    out.textContent = "Cell " + body.cell + ": supply " + body.supply + ", demand " + body.demand + ", surge ×" + body.multiplier + (body.frozen ? " (frozen)" : "");
+    const surge = "×" + body.multiplier + (body.frozen ? " (frozen)" : "");
+    out.textContent = "Cell " + body.cell + ": supply " + body.supply + ", demand " + body.demand + ", surge " + surge;
+    out.dataset.supply = String(body.supply); out.dataset.demand = String(body.demand); out.dataset.multiplier = String(body.multiplier);
+    // the same figures in a popup at the click (text only; the side panel's status line is announced)
+    const box = document.createElement("div");
+    box.className = "cell-popup";
+    const h = document.createElement("strong"); h.textContent = "Surge cell " + body.cell;
+    const dl = document.createElement("dl");
+    for (const [label, value, key] of [["Supply (drivers available)", body.supply, "supply"], ["Demand (riders waiting)", body.demand, "demand"], ["Surge", surge, "multiplier"]]) {
+      const dt = document.createElement("dt"); dt.textContent = label;
+      const dd = document.createElement("dd"); dd.textContent = String(value); dd.dataset.cell = key;
+      dl.append(dt, dd);
+    }
+    box.append(h, dl);
+    if (cellPopup) cellPopup.remove();
+    cellPopup = new maplibregl.Popup({ closeButton: true, closeOnClick: false, focusAfterOpen: false, maxWidth: "260px" })
+      .setLngLat([lng, lat]).setDOMContent(box).addTo(map);
+    const ring = cellRing(body.cell);
+    map.getSource("cell-selected").setData(fc(ring.length >= 4 ? [{ type: "Feature", geometry: { type: "Polygon", coordinates: [ring] }, properties: { cell: body.cell } }] : []));
     renderCells();
+  }
+
+  // the ring of a cell: from the live feed's cells when listed, else none (only the popup shows)
+  function cellRing(cell) {
+    const c = STATE.cells.find((x) => x.cell === cell);
+    return c ? c.boundary : [];
   }
 
   function mode() { return document.querySelector("input[name=mode]:checked").value; }
 
-  map.on("click", (e) => {
-    const p = [e.lngLat.lng, e.lngLat.lat];
+  function pick(p) {
     if (mode() === "cell") { inspectCell(p[0], p[1]).catch(report); return; }
     if (STATE.routePoints.length >= 2) STATE.routePoints = [];
     STATE.routePoints.push(p);
     setRoutePoints();
     if (STATE.routePoints.length === 2) findRoute(STATE.routePoints[0], STATE.routePoints[1]).catch(report);
     else el("route-result").textContent = "Start set; click the destination.";
+  }
+  map.on("click", (e) => pick([e.lngLat.lng, e.lngLat.lat]));
+  // keyboard: with the map focused, arrows pan, +/- zoom (MapLibre) and Enter picks the map's centre
+  el("map").addEventListener("keydown", (ev) => {
+    if (ev.key !== "Enter" || (ev.target !== el("map") && ev.target !== map.getCanvas())) return; // not the zoom buttons or popup
+    ev.preventDefault();
+    const c = map.getCenter();
+    pick([c.lng, c.lat]);
   });
 
   function parseLatLng(text) {
@@ -456,6 +567,24 @@
     }
   }
 
+  // the ledger's trial balance: accounts (by kind) with a debit balance (< 0: more debited than
+  // credited) against those with a credit balance; every transfer debits one and credits another,
+  // so the two totals are equal (integer minor units parsed from the panel's "-12.34 EUR" strings)
+  const MONEY = /^(-?)(\d+)\.(\d{2}) ([A-Z]{3})$/;
+  function ledgerCheck(data) {
+    let debits = 0, credits = 0, currency = "";
+    for (const [k, v] of Object.entries(data)) {
+      const m = k === "sum of all balances" ? null : MONEY.exec(String(v));
+      if (!m) continue;
+      const minor = Number(m[2]) * 100 + Number(m[3]);
+      currency = m[4];
+      if (m[1]) debits += minor; else credits += minor;
+    }
+    if (!currency) return null;
+    return { debits: debits, credits: credits, currency: currency, balanced: debits === credits };
+  }
+  function fmtMinor(minor, currency) { return Math.floor(minor / 100) + "." + String(minor % 100).padStart(2, "0") + " " + currency; }
+
   function renderPanels(panels) {
     const root = el("panels");
     root.replaceChildren();
@@ -477,6 +606,14 @@
           tr.append(a, b); table.append(tr);
         }
         div.append(table);
+        const check = name === "payments" ? ledgerCheck(p.data) : null;
+        if (check) {
+          STATE.ledger = check;
+          const line = document.createElement("p");
+          line.className = "ledger-check"; line.dataset.balanced = check.balanced ? "yes" : "no";
+          line.textContent = "Debits " + fmtMinor(check.debits, check.currency) + (check.balanced ? " = " : " ≠ ") + "credits " + fmtMinor(check.credits, check.currency) + (check.balanced ? " ✓ balanced" : " ✗ NOT balanced");
+          div.insertBefore(line, table);
+        }
       }
       root.append(div);
     }
@@ -569,6 +706,7 @@
     }
     streamLive();
     pollWarehouses();
+    pollDeliveries();
     setInterval(() => { refreshSurge().catch(() => {}); }, 5000);
   });
 
