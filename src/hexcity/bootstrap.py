@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 if TYPE_CHECKING:
+    from hexcity.dispatch import DispatchService
     from hexcity.payments import PaymentService
 
 from hexcity.infra import get_logger
@@ -206,15 +207,15 @@ def build_database(settings: PlatformSettings) -> Engine:
 
 def build_dispatch(
     routing: RoutingService, platform: Platform, payments: PaymentService | None = None
-) -> ModuleRuntime:
-    """Dispatch wired to the routing service, the platform's bus and database, and its settings.
+) -> tuple[ModuleRuntime, DispatchService]:
+    """Dispatch wired to the routing service, the platform's bus and database, and its settings;
+    its service is returned too (the assistant quotes rides through it).
 
     Driver index in memory (default) or on Redis (``HEXCITY_DISPATCH_INDEX_URL``); MQTT intake when
     ``HEXCITY_DISPATCH_INGEST_MQTT_ENABLED``; surge fed from the index; push over WS/SSE.
     """
     import os
     import socket
-    import time
     from contextlib import AsyncExitStack, asynccontextmanager
 
     from hexcity.dispatch import (
@@ -246,7 +247,9 @@ def build_dispatch(
         raise ValueError("dispatch needs the platform's database")
     settings = DispatchSettings()
     ingest_settings = IngestSettings()
-    surge = SurgeModel(clock=time.time)
+    clock = platform.clock.now  # time.time, or the manual clock (HEXCITY_CLOCK=manual)
+    virtual = platform.virtual
+    surge = SurgeModel(clock=clock)
     base: DriverIndex
     if settings.index_url.startswith("redis://"):
         import redis.asyncio as aioredis
@@ -255,14 +258,16 @@ def build_dispatch(
         base = RedisDriverIndex(client, settings.index_prefix)
     else:
         base = InMemoryDriverIndex()
-    index = SurgeFeedingIndex(base, surge)
+    index = SurgeFeedingIndex(base, surge, clock=clock)
     ingest = IngestService(
-        PingPipeline(),
+        PingPipeline(clock=clock) if virtual else PingPipeline(),
         index,
         settings=ingest_settings,
         snapper=LazyRoadSnapper(routing, settings.profile, ingest_settings.snap_max_distance_m),
         bus=platform.bus,
         registry=platform.registry,
+        clock=clock,
+        expiry_loop=not virtual,
     )
     push = PushSettings()
     push_directory = None
@@ -297,9 +302,19 @@ def build_dispatch(
         availability=ingest,
         payments=None if payments is None else LedgerTripPayments(payments),
         registry=platform.registry,
+        clock=clock,
+        loops=not virtual,
     )
     if settings.require_registered_drivers:
         ingest.known_driver = service.is_registered
+    if virtual:  # the platform's clock runs dispatch's periodic work (docs/operations.md, virtual time)
+        platform.every("dispatch.match", settings.window_s, service.run_window)
+        platform.every("dispatch.offers", settings.timer_tick_s, service.tick_offers)
+        platform.every("dispatch.surge", settings.surge_recompute_s, service.recompute_surge)
+        platform.every("dispatch.ingest.expire", ingest_settings.expire_interval_s, ingest.expire_now)
+        if settings.require_registered_drivers:
+            platform.every("dispatch.drivers", settings.sweep_every_s, service.refresh_drivers)
+        platform.add_quiescer("dispatch.ingest", ingest.drain)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -312,7 +327,7 @@ def build_dispatch(
             await stack.enter_async_context(service)
             yield
 
-    return ModuleRuntime(
+    runtime = ModuleRuntime(
         name="dispatch",
         routers=[
             build_dispatch_router(service, index),
@@ -321,6 +336,7 @@ def build_dispatch(
         ],
         lifespan=lifespan,
     )
+    return runtime, service
 
 
 def build_payments(platform: Platform) -> tuple[ModuleRuntime, PaymentService]:
@@ -341,14 +357,20 @@ def build_payments(platform: Platform) -> tuple[ModuleRuntime, PaymentService]:
         raise ValueError("payments needs the platform's database")
     settings = PaymentsSettings()
     retry = RetryPolicy(settings.retry_max_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s)
-    service = PaymentService(SqlLedger(platform.engine, retry=retry), settings)
+    clock = platform.clock.now  # ledger timestamps, authorisation timeouts, idempotency retention
+    service = PaymentService(SqlLedger(platform.engine, retry=retry, clock=clock), settings, clock=clock)
+    worker = PaymentsWorker(
+        service, platform.bus, interval_s=settings.maintenance_interval_s, loop=not platform.virtual
+    )
+    if platform.virtual:  # authorisations expire when virtual time passes their timeout
+        platform.every("payments.maintenance", settings.maintenance_interval_s, worker.maintain)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         import asyncio
 
         await asyncio.to_thread(service.create_schema)
-        async with PaymentsWorker(service, platform.bus):
+        async with worker:
             yield
 
     return ModuleRuntime(
@@ -379,6 +401,8 @@ def build_fulfillment(routing: RoutingService, platform: Platform) -> tuple[Modu
     if platform.engine is None:
         raise ValueError("fulfillment needs the platform's database")
     settings = FulfillmentSettings()
+    if platform.virtual:  # plans a pure function of input + seed: iteration-limited search
+        settings = settings.for_virtual_clock()
     road = RoutingRoadMatrix(routing.get)
     solver: VrpSolver = PyVrpSolver() if settings.vrp_backend == "pyvrp" else OrToolsSolver()
     store = SqlAllocationStore(platform.engine)
@@ -388,10 +412,15 @@ def build_fulfillment(routing: RoutingService, platform: Platform) -> tuple[Modu
         CostModel(split_penalty_minor=settings.split_penalty_minor),
         max_lines=settings.max_order_lines,
         max_batch_orders=settings.max_batch_orders,
+        clock=platform.clock.now,
+        deterministic=platform.virtual,
     )
     planner = LastMilePlanner(road, solver, road)  # RoutingRoadMatrix is also the RouteGeometry
     api = FulfillmentApi(
-        VrpService(settings, solver, road), allocation, planner, max_body_bytes=settings.max_body_bytes
+        VrpService(settings, solver, road, deterministic=platform.virtual),
+        allocation,
+        planner,
+        max_body_bytes=settings.max_body_bytes,
     )
 
     @asynccontextmanager
@@ -420,8 +449,10 @@ def build_modules(routing: RoutingService, platform: Platform) -> list[ModuleRun
         module, payments = build_payments(platform)
         modules.append(module)
     dispatch = DispatchSettings()
+    dispatch_service: DispatchService | None = None
     if dispatch.enabled and dispatch.profile in routing.profiles():
-        modules.append(build_dispatch(routing, platform, payments))
+        module, dispatch_service = build_dispatch(routing, platform, payments)
+        modules.append(module)
     fulfillment_store: Any = None
     if FulfillmentSettings().enabled:
         module, fulfillment_store = build_fulfillment(routing, platform)
@@ -429,13 +460,22 @@ def build_modules(routing: RoutingService, platform: Platform) -> list[ModuleRun
     if CommerceSettings().enabled:
         modules.append(build_commerce(platform, payments))
     if AssistantSettings().enabled:
-        modules.append(build_assistant(platform, fulfillment_store))
+        modules.append(
+            build_assistant(platform, fulfillment_store, payments=payments, dispatch=dispatch_service)
+        )
     return modules
+
+
+COMMERCE_VIRTUAL_FLUSH_S = 0.01  # manual clock: write a parked batch 10 real ms later (bus drain)
 
 
 def build_commerce(platform: Platform, payments: PaymentService | None = None) -> ModuleRuntime:
     """Flash-sale commerce on the platform's database and bus (Redis when
-    ``HEXCITY_COMMERCE_REDIS_URL``); checkout pays through the payments ledger when given."""
+    ``HEXCITY_COMMERCE_REDIS_URL``); checkout pays through the payments ledger when given.
+
+    On the manual clock every time source is ``platform.clock``, reconciliation and hold expiry
+    are ``platform.every`` jobs and the order writer is a quiescer; Redis engines are refused
+    (``VirtualClockUnsupported``)."""
     from contextlib import asynccontextmanager
 
     from hexcity.commerce import (
@@ -450,24 +490,37 @@ def build_commerce(platform: Platform, payments: PaymentService | None = None) -
     if platform.engine is None:
         raise ValueError("commerce needs the platform's database")
     settings = CommerceSettings()
+    virtual = platform.virtual
 
     def order_of(order_id: str) -> Any:  # the order being paid, from the store built just below
         return service.store.get_order(order_id)
 
     gateway: PaymentGateway | None = None if payments is None else LedgerCheckoutPayments(payments, order_of)
-    service = build_commerce_service(settings, sql_engine=platform.engine, bus=platform.bus, payments=gateway)
+    service = build_commerce_service(
+        settings,
+        sql_engine=platform.engine,
+        bus=platform.bus,
+        payments=gateway,
+        clock=platform.clock.now,
+        virtual=virtual,
+    )
+    flush_s = min(settings.persist_flush_s, COMMERCE_VIRTUAL_FLUSH_S) if virtual else settings.persist_flush_s
     writer = OrderWriter(
         service.store,
         platform.bus,
         batch_size=settings.persist_batch_size,
-        flush_s=settings.persist_flush_s,
+        flush_s=flush_s,
         max_attempts=settings.persist_max_attempts,
     )
+    if virtual:
+        platform.every("commerce.expire_holds", settings.expiry_sweep_interval_s, service.expire_holds)
+        platform.every("commerce.reconcile", settings.reconcile_interval_s, service.reconcile_all)
+        platform.add_quiescer("commerce.order_writer", writer.flush)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         await writer.start()
-        await service.start()
+        await service.start(reconcile=not virtual)
         try:
             yield
         finally:
@@ -477,23 +530,41 @@ def build_commerce(platform: Platform, payments: PaymentService | None = None) -
     return ModuleRuntime(name="commerce", routers=[build_commerce_router(service)], lifespan=lifespan)
 
 
-def build_assistant(platform: Platform, fulfillment_store: Any = None) -> ModuleRuntime:
+def build_assistant(
+    platform: Platform,
+    fulfillment_store: Any = None,
+    *,
+    payments: PaymentService | None = None,
+    dispatch: DispatchService | None = None,
+) -> ModuleRuntime:
     """The support assistant over the shipped help-center corpus (``/assistant/v1``), reading a
-    customer's own orders from fulfillment when given its store; platform change events (topic
-    ``assistant.changes``) keep its graph fresh."""
+    customer's own records through the modules' public APIs: orders and shipments from
+    fulfillment (its store), trips from dispatch (when ``dispatch`` runs: its trips live in the
+    platform's database), payments and refunds from payments (its service). The modules' own
+    outbox events (``ride.status``, ``payments.events``, ``fulfillment.orders``/``.delivered``,
+    ``commerce.orders.received``) and ``assistant.changes`` keep its graph fresh. Its actions
+    (ride quotes for the fare card, refunds from the refund form) go through dispatch, payments
+    and the customer's fulfillment orders."""
     from contextlib import asynccontextmanager
 
     from hexcity.assistant import AssistantSettings
     from hexcity.assistant.freshness import subscribe_changes
     from hexcity.assistant.http import build_assistant_router
-    from hexcity.assistant.wiring import build_assistant_service
+    from hexcity.assistant.wiring import build_assistant_service, build_record_reader
 
-    records = None
-    if fulfillment_store is not None:
-        from hexcity.assistant.adapters.fulfillment_records import FulfillmentRecordReader
+    trips = None
+    if dispatch is not None and platform.engine is not None:
+        from hexcity.dispatch import TripQueries
 
-        store = fulfillment_store
-        records = FulfillmentRecordReader(store, lambda customer: store.orders_of_customer(customer, 20))
+        trips = TripQueries(platform.engine)
+    customer_payments = None
+    if payments is not None:
+        from hexcity.payments import CustomerPayments
+
+        customer_payments = CustomerPayments(payments.ledger.engine)
+    records = build_record_reader(
+        fulfillment_store=fulfillment_store, trips=trips, payments=customer_payments
+    )
     service = build_assistant_service(AssistantSettings(), records=records)
 
     @asynccontextmanager
@@ -504,4 +575,12 @@ def build_assistant(platform: Platform, fulfillment_store: Any = None) -> Module
         finally:
             await subscription.stop()
 
-    return ModuleRuntime(name="assistant", routers=[build_assistant_router(service)], lifespan=lifespan)
+    from hexcity.assistant.adapters.support_actions import PlatformSupportActions
+
+    actions = PlatformSupportActions(
+        dispatch=dispatch,
+        payments=payments,
+        orders_of=None if fulfillment_store is None else fulfillment_store.orders_of_customer,
+    )
+    router = build_assistant_router(service, actions=actions)
+    return ModuleRuntime(name="assistant", routers=[router], lifespan=lifespan)
