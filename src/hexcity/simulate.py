@@ -48,7 +48,7 @@ from hexcity.infra.auth import AuthSettings
 from hexcity.infra.auth.settings import DEFAULT_PUBLIC_PATHS
 from hexcity.kernel import HexcityError, LatLng
 from hexcity.platform import ModuleRuntime, PlatformSettings
-from hexcity.simulator import CityParams, CitySim, SimClock, load_trip_samples
+from hexcity.simulator import CityParams, CitySim, SimClock, VirtualClock, load_trip_samples
 from hexcity.simulator.flash import FlashParams, FlashSale
 from hexcity.simulator.kpis import REPORT_KEYS, delivery_kpis, events_lost, pickup_eta_kpis
 from hexcity.simulator.report import (
@@ -65,6 +65,8 @@ from hexcity.web.panels import flash_sale_figures, ledger_figures
 
 __all__ = ["ShopRuntime", "attach_shop", "build_plan", "simulate_command"]
 
+VIRTUAL_START_S = 1_767_600_000.0  # 2026-01-05T08:00:00Z: a Monday, 08:00 (the city's start hour)
+TICK_S = 1.0  # virtual seconds per lockstep tick
 SETTLE_S = 2.0  # wall seconds for the outbox relay and the live feed to catch up before reading back
 STOP_TIMEOUT_S = 15.0
 REPORT_TIMEOUT_S = 120.0
@@ -97,7 +99,17 @@ def simulate_command(
     map_name: Annotated[
         str, typer.Option("--map", help="andorra, heidelberg or a path to an .osm.pbf")
     ] = "andorra",
-    speed: Annotated[float, typer.Option(help="simulated seconds per wall second", min=0.1, max=100)] = 10.0,
+    clock_mode: Annotated[
+        str,
+        typer.Option(
+            "--clock",
+            help="virtual: lockstep with the platform's manual clock, deterministic (default); "
+            "wall: sped-up wall time like the demo",
+        ),
+    ] = "virtual",
+    speed: Annotated[
+        float, typer.Option(help="--clock wall only: simulated seconds per wall second", min=0.1, max=100)
+    ] = 10.0,
     drain_minutes: Annotated[
         float,
         typer.Option(help="simulated minutes for trips and deliveries in progress to finish", min=0, max=240),
@@ -118,11 +130,14 @@ def simulate_command(
     plan_only: Annotated[bool, typer.Option("--plan-only", help="print the seeded plan and exit")] = False,
 ) -> None:
     """Run the city headless for MINUTES simulated minutes and write the KPIs as JSON."""
+    if clock_mode not in ("virtual", "wall"):
+        console.print(f"[red]error[/red] InvalidOption: --clock must be virtual or wall, not {clock_mode!r}")
+        raise typer.Exit(code=2)
+    virtual = clock_mode == "virtual"
     try:
         pbf = resolve_map(map_name)
-        console.print(
-            f"hexcity {__version__} simulate: map {pbf.name}, seed {seed}, {minutes:g} min at {speed:g}×"
-        )
+        pace = "virtual time" if virtual else f"{speed:g}× wall time"
+        console.print(f"hexcity {__version__} simulate: map {pbf.name}, seed {seed}, {minutes:g} min, {pace}")
         routing = _load_routing(pbf)
     except HexcityError as exc:
         console.print(f"[red]error[/red] {exc.code}: {exc.message}")
@@ -136,15 +151,19 @@ def simulate_command(
     )
     tokens = DemoTokens(auth)
     horizon_s = minutes * 60
-    clock = SimClock(speed)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    clock: SimClock | VirtualClock = (
+        VirtualClock(VIRTUAL_START_S, tick_s=TICK_S) if virtual else SimClock(speed)
+    )
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
+    # without it every small response waits for a delayed ACK (~40 ms a request, measured)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     params = CityParams(center=center, radius_m=radius_m, drivers=drivers, riders_per_hour=riders_per_hour)
     samples = load_trip_samples(trip_samples_path())
     sim = CitySim(
-        url, tokens, params, samples, seed=seed, clock=clock, transport="ws",
+        url, tokens, params, samples, seed=seed, clock=clock, transport="http" if virtual else "ws",
         horizon_s=horizon_s + drain_minutes * 60, requests_until_s=horizon_s,
     )  # fmt: skip
     panels = PanelRegistry()
@@ -164,14 +183,23 @@ def simulate_command(
     work = Path(tempfile.mkdtemp(prefix="hexcity-simulate-"))
     try:
         platform = build_platform(
-            PlatformSettings(bus_url="memory://", database_url=f"sqlite:///{work / 'simulate.db'}")
+            PlatformSettings(
+                bus_url="memory://",
+                database_url=f"sqlite:///{work / 'simulate.db'}",
+                clock="manual" if virtual else "system",
+                clock_start_s=VIRTUAL_START_S,
+            )
         )
         feed = LiveFeed(platform.bus, panels=panels)
         panels.register("dispatch", "Ride-hailing dispatch", lambda: _dispatch_panel(feed))
-        panels.register("simulator", "Simulator", lambda: _simulator_panel(sim, speed, seed))
+        panels.register("simulator", "Simulator", lambda: _simulator_panel(sim, clock.speed, seed))
         web = ModuleRuntime(name="web", routers=[build_web_router(routing, feed)], lifespan=lambda: feed)
         app = create_app(routing, auth, platform, [*build_modules(routing, platform), web])
-        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
+        # keep-alive far longer than any lockstep pause: a server-closed idle connection would fail
+        # a request at a wall-clock moment (not deterministic)
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, timeout_graceful_shutdown=3, timeout_keep_alive=600
+        )
         run = _Run(sim, shop, tokens, horizon_s, drain_minutes * 60)
         body = asyncio.run(run.serve(_Server(config), sock))
     finally:
@@ -339,36 +367,27 @@ class _Run:
         stop = asyncio.Event()
         url = self.sim.api_url
         admin = {"Authorization": f"Bearer {self.tokens('admin', 'simulate-report')}"}
-        async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=60.0) as http:
             start = self.clock.now()
             tasks = [
                 asyncio.create_task(self.sim.run(stop), name="city"),
                 asyncio.create_task(self.runtime.run(stop), name="shop"),
             ]
             total_s = self.horizon_s + self.drain_s
-            with Progress(
-                TextColumn("{task.description}"), BarColumn(),
-                TextColumn("{task.completed:.0f}/{task.total:.0f} sim s"), TimeElapsedColumn(),
-                console=console, transient=True,
-            ) as progress:  # fmt: skip
-                bar = progress.add_task("simulating", total=total_s)
-                while (elapsed := self.clock.now() - start) < total_s:
-                    s, o = self.sim.stats, self.shop.stats
-                    phase = "demand" if elapsed < self.horizon_s else "drain"
-                    progress.update(
-                        bar,
-                        completed=elapsed,
-                        description=f"{phase}: {s.requests_sent} trips, {s.trips_completed} done; "
-                        f"{o.orders_placed} orders",
-                    )
-                    await asyncio.sleep(min(0.5, (total_s - elapsed) / self.clock.speed))
-            end_day_s = self.shop.day_s()
-            stop.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), STOP_TIMEOUT_S)
+            try:
+                if isinstance(self.clock, VirtualClock):
+                    await self._lockstep(self.clock, http, admin, start, total_s, tasks)
+                else:
+                    await self._wall(start, total_s)
+            finally:
+                end_day_s = self.shop.day_s()
+                stop.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), STOP_TIMEOUT_S)
             await asyncio.sleep(SETTLE_S)
             body = await asyncio.wait_for(self._report(http, admin, end_day_s), REPORT_TIMEOUT_S)
         body["run"] = {
+            "clock": "virtual" if self.clock.virtual else "wall",
             "speed": self.clock.speed,
             "drain_minutes": self.drain_s / 60,
             "wall_s": round(time.monotonic() - wall0, 1),
@@ -377,7 +396,82 @@ class _Run:
             + (len(self.runtime.flash.stats.errors) if self.runtime.flash else 0),
             "sample_errors": (self.sim.stats.errors + self.shop.stats.errors)[:10],
         }
+        if isinstance(self.clock, VirtualClock):
+            body["run"]["ticks"] = self.clock.ticks
+            body["run"]["wakeups"] = self.clock.wakeups
+            body["run"]["wakeups_by_kind"] = dict(sorted(self.clock.wakeups_by_kind.items()))
+            body["run"]["advance_wall_s"] = round(self.clock.advance_wall_s, 1)
+            body["run"]["actors_wall_s"] = round(self.clock.actors_wall_s, 1)
         return body
+
+    async def _lockstep(
+        self,
+        clock: VirtualClock,
+        http: httpx.AsyncClient,
+        admin: dict[str, str],
+        start: float,
+        total_s: float,
+        tasks: list[asyncio.Task[None]],
+    ) -> None:
+        """Virtual time: wait until every actor has been set up, then play tick by tick, advancing
+        the platform's manual clock between ticks (``POST /admin/v1/clock/advance``)."""
+        r = await http.get("/admin/v1/clock", headers=admin)
+        r.raise_for_status()
+        mode = r.json()
+        if mode.get("mode") != "manual" or abs(float(mode["now"]) - start) > 1e-6:
+            raise HexcityError(f"the platform's clock is not the simulator's: {mode}")
+        deadline = time.monotonic() + REPORT_TIMEOUT_S
+        while not self._set_up():
+            if time.monotonic() > deadline or any(t.done() for t in tasks):
+                raise HexcityError("the simulator's set-up did not finish")
+            await asyncio.sleep(0.02)
+        for _ in range(5):  # let the supervisors spawn their actors
+            await asyncio.sleep(0)
+
+        async def advance(seconds: float) -> None:
+            r = await http.post("/admin/v1/clock/advance", json={"seconds": seconds}, headers=admin)
+            if r.status_code != 200:
+                raise HexcityError(f"clock advance {r.status_code}: {r.text[:300]}")
+
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.completed:.0f}/{task.total:.0f} sim s"), TimeElapsedColumn(),
+            console=console, transient=True,
+        ) as progress:  # fmt: skip
+            bar = progress.add_task("simulating (virtual time)", total=total_s)
+
+            def on_tick(now: float) -> None:
+                if clock.ticks % 10 == 0:
+                    progress.update(bar, completed=now - start, description=self._status(now - start))
+
+            try:
+                await clock.run(start + total_s, advance, on_tick=on_tick)
+            finally:
+                await clock.shutdown()
+
+    def _set_up(self) -> bool:
+        """The shop is set up and the flash sale too (or it will not run)."""
+        rt = self.runtime
+        if not self.shop.ready.is_set() or rt.commerce_served is None:
+            return False
+        return rt.flash is None or not rt.commerce_served or rt.flash.setup_done.is_set()
+
+    def _status(self, elapsed: float) -> str:
+        s, o = self.sim.stats, self.shop.stats
+        phase = "demand" if elapsed < self.horizon_s else "drain"
+        return f"{phase}: {s.requests_sent} trips, {s.trips_completed} done; {o.orders_placed} orders"
+
+    async def _wall(self, start: float, total_s: float) -> None:
+        """Sped-up wall time: the actors run on their own; show progress until the end."""
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.completed:.0f}/{task.total:.0f} sim s"), TimeElapsedColumn(),
+            console=console, transient=True,
+        ) as progress:  # fmt: skip
+            bar = progress.add_task("simulating", total=total_s)
+            while (elapsed := self.clock.now() - start) < total_s:
+                progress.update(bar, completed=elapsed, description=self._status(elapsed))
+                await asyncio.sleep(min(0.5, (total_s - elapsed) / self.clock.speed))
 
     async def _report(
         self, http: httpx.AsyncClient, admin: dict[str, str], end_day_s: float

@@ -21,7 +21,8 @@ from hexcity.simulator.city import (
     plan_requests,
     plan_shifts,
 )
-from hexcity.simulator.drivers import BotConfig, DriverBot, DriverStats, SimClock, route_path, spread
+from hexcity.simulator.clock import Clock, SimClock, VirtualClock, VirtualClockError
+from hexcity.simulator.drivers import BotConfig, DriverBot, DriverStats, route_path, spread
 from hexcity.simulator.flash import FlashParams, FlashSale, FlashStats, PlannedBuyer, plan_buyers
 from hexcity.simulator.kpis import (
     REPORT_KEYS,
@@ -43,6 +44,7 @@ __all__ = [
     "CityParams",
     "CitySim",
     "CityStats",
+    "Clock",
     "DeliveryOutcome",
     "DriverBot",
     "DriverStats",
@@ -61,6 +63,8 @@ __all__ = [
     "ShopStats",
     "SimClock",
     "TripSample",
+    "VirtualClock",
+    "VirtualClockError",
     "check_ledger",
     "delivery_kpis",
     "events_lost",

@@ -26,7 +26,8 @@ from pathlib import Path
 import httpx
 
 from hexcity.kernel import LatLng
-from hexcity.simulator.drivers import BotConfig, DriverBot, SimClock, spread
+from hexcity.simulator.clock import Clock, SimClock
+from hexcity.simulator.drivers import BotConfig, DriverBot, spread
 from hexcity.simulator.riders import RiderResult, ride
 
 __all__ = [
@@ -212,7 +213,7 @@ class CitySim:
         samples: list[TripSample],
         *,
         seed: int = 1,
-        clock: SimClock | None = None,
+        clock: Clock | None = None,
         horizon_s: float = 24 * 3600,
         transport: str = "ws",
         requests_until_s: float | None = None,
@@ -223,15 +224,18 @@ class CitySim:
         self.tokens = tokens
         self.params = params
         self.seed = seed
-        self.clock = clock or SimClock(1.0)
+        self.clock: Clock = clock or SimClock(1.0)
         rng = random.Random(seed)
         self.shifts = plan_shifts(params, rng, horizon_s)
         until_s = horizon_s if requests_until_s is None else min(horizon_s, requests_until_s)
         self.requests = plan_requests(samples, params, rng, until_s)
-        self.config = BotConfig(api_url=api_url, transport=transport)
+        # a virtual clock polls offers (a push socket delivers at a wall-clock moment)
+        poll_s = 4.0 if self.clock.virtual else None
+        self.config = BotConfig(api_url=api_url, transport=transport, offer_poll_s=poll_s)
         self.stats = CityStats()
         self.bots: dict[str, DriverBot] = {}
         self.rides: set[asyncio.Task[RiderResult]] = set()
+        self.shift_tasks: set[asyncio.Task[None]] = set()
         self.trip_ids: list[str] = []  # every trip the platform accepted, in request order
         self.rider_ids: set[str] = set()  # riders the platform accepted a trip from
         self._snap_cache: dict[tuple[float, float], LatLng] = {}
@@ -244,34 +248,31 @@ class CitySim:
             self._admin = {"Authorization": f"Bearer {self.tokens('admin', 'simulator')}"}
             t0 = self.clock.now()
             tasks = [
-                asyncio.create_task(self._drivers(stop, t0), name="sim-drivers"),
-                asyncio.create_task(self._riders(stop, t0), name="sim-riders"),
+                self.clock.spawn(self._drivers(stop, t0), name="sim-drivers"),
+                self.clock.spawn(self._riders(stop, t0), name="sim-riders"),
             ]
             await stop.wait()
-            for task in [*tasks, *self.rides]:
+            for task in [*tasks, *self.rides, *self.shift_tasks]:
                 task.cancel()
-            for task in [*tasks, *self.rides]:
+            for task in [*tasks, *self.rides, *self.shift_tasks]:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
     async def _until(self, t0: float, at_s: float, stop: asyncio.Event) -> bool:
         """Sleep until simulated ``t0 + at_s``; False if ``stop`` came first."""
-        delay_s = (t0 + at_s - self.clock.now()) / self.clock.speed
-        if delay_s > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay_s)
-        return not stop.is_set()
+        return await self.clock.sleep_until(t0 + at_s, stop)
 
     async def _drivers(self, stop: asyncio.Event, t0: float) -> None:
-        async with asyncio.TaskGroup() as group:
-            for shift in self.shifts:
-                group.create_task(self._shift(shift, stop, t0))
+        for shift in self.shifts:
+            task = self.clock.spawn(self._shift(shift, stop, t0), name=f"shift-{shift.driver_id}")
+            self.shift_tasks.add(task)
+            task.add_done_callback(self.shift_tasks.discard)
 
     async def _shift(self, shift: PlannedShift, stop: asyncio.Event, t0: float) -> None:
         if not await self._until(t0, shift.login_at_s, stop):
             return
         while shift.driver_id in self.bots:  # the previous shift is still logging out
-            await asyncio.sleep(0.2)
+            await self.clock.sleep(0.2 * self.clock.speed)
         try:
             start = await self._snap(shift.start)
         except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
@@ -283,15 +284,15 @@ class CitySim:
         self.bots[shift.driver_id] = bot
         self.stats.drivers_logged_in += 1
         leave = asyncio.Event()
-        task = asyncio.create_task(bot.run(leave), name=f"bot-{shift.driver_id}")
+        task = self.clock.spawn(bot.run(leave), name=f"bot-{shift.driver_id}")
         try:
             await self._until(t0, shift.logout_at_s, stop)
             while bot.trip_id is not None and not stop.is_set():  # finish the trip first
-                await asyncio.sleep(0.5)
+                await self.clock.sleep(0.5 * self.clock.speed)
         finally:
             leave.set()
             with contextlib.suppress(Exception):
-                await task
+                await self.clock.join(task)
             self.bots.pop(shift.driver_id, None)
             self.stats.drivers_logged_out += 1
 
@@ -302,7 +303,7 @@ class CitySim:
             if len(self.rides) >= self.params.max_active_riders:
                 self.stats.requests_skipped += 1
                 continue
-            task = asyncio.create_task(self._ride(request), name=f"ride-{request.rider_id}")
+            task = self.clock.spawn(self._ride(request), name=f"ride-{request.rider_id}")
             self.rides.add(task)
             task.add_done_callback(self._ride_done)
 
@@ -324,6 +325,8 @@ class CitySim:
             result = await ride(
                 self._http, request.rider_id, token, pickup, dropoff,
                 timeout_s=self.params.rider_timeout_s,
+                poll_s=5.0 if self.clock.virtual else 0.25,
+                clock=self.clock,
                 on_trip=lambda trip_id: self._on_trip(trip_id, request.rider_id),
             )  # fmt: skip
         except (httpx.HTTPError, KeyError, ValueError) as exc:

@@ -20,7 +20,6 @@ import contextlib
 import itertools
 import math
 import random
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,29 +31,13 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import WebSocketException
 
 from hexcity.kernel import LatLng, haversine_m
+from hexcity.simulator.clock import Clock, SimClock
 
 __all__ = ["BotConfig", "DriverBot", "DriverStats", "SimClock", "route_path", "spread"]
 
 TERMINAL = {"completed", "cancelled"}
 TRANSPORTS = ("mqtt", "http", "ws")
 MAX_ERRORS = 100
-
-
-class SimClock:
-    """Simulated seconds: ``start_s + speed × wall seconds elapsed``."""
-
-    def __init__(self, speed: float = 1.0, start_s: float | None = None) -> None:
-        if not 0 < speed <= 1000:
-            raise ValueError("speed must be in (0, 1000]")
-        self.speed = speed
-        self._wall0 = time.monotonic()
-        self._sim0 = time.time() if start_s is None else start_s
-
-    def now(self) -> float:
-        return self._sim0 + (time.monotonic() - self._wall0) * self.speed
-
-    async def sleep(self, sim_s: float) -> None:
-        await asyncio.sleep(max(0.0, sim_s / self.speed))
 
 
 @dataclass(frozen=True)
@@ -68,10 +51,15 @@ class BotConfig:
     accuracy_m: float = 8.0
     request_timeout_s: float = 10.0
     transport: str = "mqtt"  # how pings travel: mqtt, http (POST /dispatch/v1/pings) or ws (intake socket)
+    offer_poll_s: float | None = (
+        None  # poll pending offers this often (simulated s) instead of the push socket
+    )
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {TRANSPORTS}")
+        if self.offer_poll_s is not None and not 0 < self.offer_poll_s <= 60:
+            raise ValueError("offer_poll_s must be in (0, 60]")
 
 
 @dataclass
@@ -126,7 +114,7 @@ class DriverBot:
         start: LatLng,
         config: BotConfig,
         http: httpx.AsyncClient,
-        clock: SimClock,
+        clock: Clock,
         rng: random.Random,
     ) -> None:
         self.driver_id = driver_id
@@ -166,11 +154,12 @@ class DriverBot:
                 self._mqtt = await stack.enter_async_context(client)
             elif cfg.transport == "ws":
                 stack.push_async_callback(self._close_ws)
+            offers = self._poll_loop(stop) if cfg.offer_poll_s else self._push_loop(stop)
             tasks = [
-                asyncio.create_task(self._ping_loop(stop), name=f"ping-{self.driver_id}"),
-                asyncio.create_task(self._push_loop(stop), name=f"push-{self.driver_id}"),
+                self.clock.spawn(self._ping_loop(stop), name=f"ping-{self.driver_id}"),
+                self.clock.spawn(offers, name=f"offers-{self.driver_id}"),
             ]
-            await stop.wait()
+            await self.clock.wait(stop)
             if self._trip_task is not None:
                 self._trip_task.cancel()
             for t in tasks:
@@ -247,7 +236,7 @@ class DriverBot:
             self._ws_reader = None
 
     async def _ping_loop(self, stop: asyncio.Event) -> None:
-        interval_wall_s = max(self.config.ping_every_s / self.clock.speed, self.config.min_ping_wall_s)
+        interval_s = max(self.config.ping_every_s, self.config.min_ping_wall_s * self.clock.speed)
         while not stop.is_set():
             try:
                 await self._ping()
@@ -255,7 +244,26 @@ class DriverBot:
                 self._error(f"mqtt: {exc}")
             except (OSError, TimeoutError, WebSocketException, httpx.HTTPError, KeyError, ValueError) as exc:
                 self._error(f"ping {self.config.transport}: {type(exc).__name__}")
-            await asyncio.sleep(interval_wall_s * self.rng.uniform(0.95, 1.05))
+            await self.clock.sleep(interval_s * self.rng.uniform(0.95, 1.05))
+
+    async def _poll_loop(self, stop: asyncio.Event) -> None:
+        """Offers by polling ``GET /dispatch/v1/drivers/{id}/offers`` every ``offer_poll_s``
+        simulated seconds (what a driver app does on reconnect; the lockstep simulation uses it
+        because a push socket delivers at a wall-clock moment)."""
+        every_s = float(self.config.offer_poll_s or 2.0)
+        while not stop.is_set():
+            if self.trip_id is not None:  # on a trip: no offer is taken (the platform knows it)
+                await self.clock.sleep(every_s)
+                continue
+            try:
+                r = await self.http.get(f"/dispatch/v1/drivers/{self.driver_id}/offers", headers=self.headers)
+                r.raise_for_status()
+                body = r.json()
+                for offer in body["offers"] if isinstance(body, dict) else body:
+                    await self._on_offer(offer)
+            except (OSError, TimeoutError, httpx.HTTPError, KeyError, ValueError) as exc:
+                self._error(f"offers: {type(exc).__name__}")
+            await self.clock.sleep(every_s)
 
     async def _push_loop(self, stop: asyncio.Event) -> None:
         base = self.config.api_url.replace("http://", "ws://").replace("https://", "wss://")
@@ -292,7 +300,7 @@ class DriverBot:
         self.stats.accepted += 1
         self.trip_id = trip["trip_id"]
         self.status = "busy"
-        self._trip_task = asyncio.create_task(self._do_trip(trip), name=f"trip-{self.driver_id}")
+        self._trip_task = self.clock.spawn(self._do_trip(trip), name=f"trip-{self.driver_id}")
 
     async def _progress(self, trip_id: str, status: str) -> dict[str, Any]:
         r = await self.http.post(
@@ -315,7 +323,8 @@ class DriverBot:
             self.position = _point_along(path, cum, min(1.0, f) * cum[-1])
             if f >= 1.0:
                 return
-            await asyncio.sleep(min(0.25, max(0.02, duration_s / self.clock.speed / 50)))
+            speed = self.clock.speed  # wall: a frame every 20..250 ms; virtual: every tick
+            await self.clock.sleep(min(0.25 * speed, max(0.02 * speed, duration_s / 50)))
 
     async def _do_trip(self, trip: dict[str, Any]) -> None:
         trip_id = trip["trip_id"]

@@ -18,14 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from hexcity.simulator.drivers import SimClock
+from hexcity.simulator.clock import Clock, SimClock
 
 __all__ = ["FlashParams", "FlashSale", "FlashStats", "PlannedBuyer", "plan_buyers"]
 
@@ -105,17 +104,18 @@ class FlashSale:
         params: FlashParams,
         *,
         seed: int = 1,
-        clock: SimClock | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.api_url = api_url
         self.tokens = tokens
         self.params = params
-        self.clock = clock or SimClock(1.0)
+        self.clock: Clock = clock or SimClock(1.0)
         self.buyers = plan_buyers(params, random.Random(f"flash:{seed}"))
         self.campaign_id = f"flash-{seed}"
         self.sku_id = f"flash-sku-{seed}"
         self.stats = FlashStats()
         self.ready = False
+        self.setup_done = asyncio.Event()  # set-up finished (or failed): the crowd may come
         self.reconciliation: dict[str, Any] | None = None
         self._t0 = self.clock.now()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -159,9 +159,11 @@ class FlashSale:
                 await self.setup()
             except (httpx.HTTPError, KeyError, ValueError) as exc:
                 self.stats.error(f"setup: {type(exc).__name__}: {exc}")
+                self.setup_done.set()
                 await stop.wait()
                 return
-            crowd = asyncio.create_task(self._crowd(stop), name="flash-crowd")
+            crowd = self.clock.spawn(self._crowd(stop), name="flash-crowd")
+            self.setup_done.set()
             await stop.wait()
             for task in [crowd, *self._tasks]:
                 task.cancel()
@@ -174,8 +176,8 @@ class FlashSale:
                 self.stats.error(f"reconcile: {type(exc).__name__}: {exc}")
 
     def _wall_s(self, sim_at_s: float) -> float:
-        """Epoch seconds at which simulated ``t0 + sim_at_s`` happens."""
-        return time.time() + (self._t0 + sim_at_s - self.clock.now()) / self.clock.speed
+        """The platform's epoch seconds at which simulated ``t0 + sim_at_s`` happens."""
+        return self.clock.platform_time(self._t0 + sim_at_s)
 
     async def setup(self) -> None:
         p = self.params
@@ -197,7 +199,7 @@ class FlashSale:
             "sku_id": self.sku_id,
             "merchant_id": p.merchant_id,
             "starts_at_s": round(starts, 3),
-            "ends_at_s": round(starts + p.duration_s / self.clock.speed, 3),
+            "ends_at_s": round(starts + self.clock.platform_duration(p.duration_s), 3),
             "sale_price_minor": p.sale_price_minor,
             "currency": p.currency,
             "sale_stock": p.units,
@@ -210,13 +212,9 @@ class FlashSale:
 
     async def _crowd(self, stop: asyncio.Event) -> None:
         for buyer in self.buyers:
-            delay_s = (self._t0 + buyer.at_s - self.clock.now()) / self.clock.speed
-            if delay_s > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay_s)
-            if stop.is_set():
+            if not await self.clock.sleep_until(self._t0 + buyer.at_s, stop):
                 return
-            task = asyncio.create_task(self._buyer(buyer), name=f"flash-{buyer.buyer_id}")
+            task = self.clock.spawn(self._buyer(buyer), name=f"flash-{buyer.buyer_id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -249,10 +247,11 @@ class FlashSale:
                 return
             if r.status_code == 409 and code == "SaleNotOpen":
                 self.stats.not_open += 1
-                await asyncio.sleep(min(MAX_RETRY_WAIT_S, max(0.05, self._until_open_wall_s())))
+                wait_s = min(MAX_RETRY_WAIT_S, max(0.05, self._until_open_wall_s()))
+                await self.clock.sleep(wait_s * self.clock.speed)
             elif r.status_code in {429, 503}:
                 self.stats.rate_limited += r.status_code == 429
-                await asyncio.sleep(_retry_after_s(r))
+                await self.clock.sleep(_retry_after_s(r) * self.clock.speed)
             elif r.status_code == 403 and code == "AdmissionRequired":
                 q = await self._http.post(f"{base}/queue", json={"token": admission}, headers=auth)
                 q.raise_for_status()
@@ -267,10 +266,13 @@ class FlashSale:
 
     async def _pay(self, auth: dict[str, str], receipt: dict[str, Any]) -> None:
         order_id = str(receipt["order_id"])
+        # the order is persisted asynchronously: pay a moment later (under a virtual clock, the next
+        # tick — after the platform drained its queues — so the outcome never depends on wall time)
+        await self.clock.sleep(PAY_RETRY_S * self.clock.speed)
         for _ in range(PAY_RETRIES):
             r = await self._http.post(f"/commerce/v1/orders/{order_id}/pay", headers=auth)
             if r.status_code == 404:  # not written yet (orders are persisted asynchronously)
-                await asyncio.sleep(PAY_RETRY_S)
+                await self.clock.sleep(PAY_RETRY_S * self.clock.speed)
                 continue
             if r.status_code != 200:
                 self.stats.error(f"{order_id}: pay {r.status_code}: {r.text[:200]}")

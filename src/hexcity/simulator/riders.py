@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from hexcity.kernel import LatLng
+from hexcity.simulator.clock import Clock
 
 __all__ = ["RiderResult", "ride"]
 
@@ -40,9 +41,22 @@ async def ride(
     timeout_s: float = 120.0,
     poll_s: float = 0.25,
     on_trip: Callable[[str], None] | None = None,
+    clock: Clock | None = None,
 ) -> RiderResult:
-    """One trip from quote to completion (or until ``timeout_s`` of wall time); ``on_trip`` is
-    called with the trip id as soon as the platform accepts the request."""
+    """One trip from quote to completion (or until ``timeout_s`` of the platform's time); ``on_trip``
+    is called with the trip id as soon as the platform accepts the request. ``timeout_s`` and
+    ``poll_s`` are platform seconds: wall seconds, or virtual ones with a virtual ``clock``."""
+    speed = 1.0 if clock is None else clock.speed
+
+    def now() -> float:
+        return time.monotonic() if clock is None else clock.now() / speed
+
+    async def pause() -> None:
+        if clock is None:
+            await asyncio.sleep(poll_s)
+        else:
+            await clock.sleep(poll_s * speed)
+
     headers = {"Authorization": f"Bearer {token}"}
     result = RiderResult(rider_id)
     body: dict[str, Any] = {
@@ -64,24 +78,24 @@ async def ride(
     result.trip_id = trip["trip_id"]
     if on_trip is not None:
         on_trip(trip["trip_id"])
-    requested = time.monotonic()
+    requested = now()
     deadline = requested + timeout_s
-    while time.monotonic() < deadline:
+    while now() < deadline:
         try:
             r = await http.get(f"/dispatch/v1/trips/{result.trip_id}", headers=headers)
         except httpx.TransportError:  # e.g. a keep-alive connection the server just closed: poll again
-            await asyncio.sleep(poll_s)
+            await pause()
             continue
         if r.status_code == 200:
             trip = r.json()
             if not result.statuses or result.statuses[-1] != trip["status"]:
                 result.statuses.append(trip["status"])
             if trip["driver_id"] and result.wait_s is None:
-                result.wait_s = time.monotonic() - requested
+                result.wait_s = now() - requested
                 result.driver_id = trip["driver_id"]
             result.status = trip["status"]
             if trip["status"] in TERMINAL:
                 return result
-        await asyncio.sleep(poll_s)
+        await pause()
     result.error = f"timed out while {result.status}"
     return result

@@ -32,7 +32,8 @@ from typing import Any
 import httpx
 
 from hexcity.kernel import LatLng
-from hexcity.simulator.drivers import SimClock, spread
+from hexcity.simulator.clock import Clock, SimClock
+from hexcity.simulator.drivers import spread
 from hexcity.simulator.kpis import DeliveryOutcome
 
 __all__ = [
@@ -195,14 +196,14 @@ class ShopSim:
         params: ShopParams,
         *,
         seed: int = 1,
-        clock: SimClock | None = None,
+        clock: Clock | None = None,
         horizon_s: float = 24 * 3600,
     ) -> None:
         self.api_url = api_url
         self.tokens = tokens
         self.params = params
         self.seed = seed
-        self.clock = clock or SimClock(1.0)
+        self.clock: Clock = clock or SimClock(1.0)
         self.orders = plan_orders(params, random.Random(f"shop:{seed}"), horizon_s)
         self.stats = ShopStats(orders_planned=len(self.orders))
         self.warehouse_ids = [f"wh-{i + 1:02d}" for i in range(params.warehouses)]
@@ -250,8 +251,8 @@ class ShopSim:
             self.ready.set()
             self._stop_event = stop
             tasks = [
-                asyncio.create_task(self._customers(stop), name="shop-customers"),
-                asyncio.create_task(self._planner(stop), name="shop-planner"),
+                self.clock.spawn(self._customers(stop), name="shop-customers"),
+                self.clock.spawn(self._planner(stop), name="shop-planner"),
             ]
             await stop.wait()
             for task in [*tasks, *self._active, *self._deliveries]:
@@ -321,11 +322,7 @@ class ShopSim:
 
     # ---- customers ----------------------------------------------------------------------------
     async def _until(self, at_s: float, stop: asyncio.Event) -> bool:
-        delay_s = (self._t0 + at_s - self.clock.now()) / self.clock.speed
-        if delay_s > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay_s)
-        return not stop.is_set()
+        return await self.clock.sleep_until(self._t0 + at_s, stop)
 
     async def _customers(self, stop: asyncio.Event) -> None:
         for order in self.orders:
@@ -334,7 +331,7 @@ class ShopSim:
             if len(self._active) >= self.params.max_active_orders:
                 self.stats.orders_skipped += 1
                 continue
-            task = asyncio.create_task(self._customer(order), name=f"shop-{order.order_id}")
+            task = self.clock.spawn(self._customer(order), name=f"shop-{order.order_id}")
             self._active.add(task)
             task.add_done_callback(self._active.discard)
 
@@ -470,7 +467,7 @@ class ShopSim:
             self.stats.deliveries_failed += 1
             self.stats.error(f"{stop_id}: over {MAX_DELIVERIES_IN_FLIGHT} deliveries in flight; not driven")
             return
-        task = asyncio.create_task(
+        task = self.clock.spawn(
             self._deliver(order_id, warehouse_id, stop_id, eta_s, courier_id), name=f"shop-{stop_id}"
         )
         self._deliveries.add(task)
