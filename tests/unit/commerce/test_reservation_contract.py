@@ -145,6 +145,12 @@ def test_reserve_until_sold_out_with_per_user_limit(backend: str) -> None:
         assert (await h.engine.reserve("sku1", "carol", 1, reservation_id="r5")).remaining == 0
         gone = await h.engine.reserve("sku1", "dave", 1, reservation_id="r6")
         assert (gone.status, gone.remaining) == (ReserveStatus.SOLD_OUT, 0)
+        # once sold out, "sold out" comes before the buyer's limit (the one-lookup refusal path) ...
+        over = await h.engine.reserve("sku1", "alice", 1, reservation_id="r7")
+        assert (over.status, over.reservation_id, over.remaining) == (ReserveStatus.SOLD_OUT, None, 0)
+        # ... but never before a replay of a hold that exists
+        again = await h.engine.reserve("sku1", "alice", 2, reservation_id="r1")
+        assert (again.status, again.reservation_id, again.remaining) == (ReserveStatus.RESERVED, "r1", 0)
         snap = await h.engine.snapshot("sku1")
         assert snap is not None and (snap.remaining, snap.held, snap.shards) == (0, 5, (0, 0))
         hold = await h.engine.get("sku1", "r1")

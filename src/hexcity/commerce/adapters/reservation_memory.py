@@ -95,6 +95,8 @@ class MemoryReservationEngine:
         remaining = sum(sku.shards)
         if reservation_id in sku.holds:
             return ReserveResult(ReserveStatus.RESERVED, reservation_id, remaining)
+        if remaining == 0:  # sold out comes before the buyer's limit (the Redis script's fast path)
+            return ReserveResult(ReserveStatus.SOLD_OUT, None, 0)
         if sku.users.get(user_id, 0) + quantity > sku.per_user_limit:
             return ReserveResult(ReserveStatus.LIMIT_EXCEEDED, None, remaining)
         allocation = draw(sku.shards, start_shard(user_id, len(sku.shards)), quantity)

@@ -93,7 +93,13 @@ if KEYS[3] then
   local prev = redis.call('GET', KEYS[3])
   if prev then return prev end
 end
-local uf, rf, qf = 'u:' .. ARGV[1], 'r:' .. ARGV[3], 'q:' .. ARGV[4]
+local rf = 'r:' .. ARGV[3]
+local f = redis.call('HMGET', h, 'left', rf)
+if f[1] == '0' and not f[2] then  -- sold out and not a replay: what most of a stampede gets
+  if KEYS[3] then redis.call('SET', KEYS[3], 'sold_out||0', 'PX', ARGV[4] + ARGV[5]) end
+  return {'sold_out', 0}
+end
+local uf, qf = 'u:' .. ARGV[1], 'q:' .. ARGV[4]
 local m = redis.call('HMGET', h, 'shards', 'limit', 'held', 'left', uf, rf, qf)
 local out
 if not m[1] then
