@@ -44,7 +44,7 @@ from starlette.concurrency import run_in_threadpool
 from hexcity.fulfillment.domain.allocation import StoredOrder, allocation_to_dict
 from hexcity.fulfillment.domain.batch import BatchParams
 from hexcity.fulfillment.domain.delivery import DELIVERED, PLANNED, Delivery, PlanStop, RoutePlan, parcel_id
-from hexcity.fulfillment.domain.network import Order, Warehouse
+from hexcity.fulfillment.domain.network import Warehouse
 from hexcity.fulfillment.errors import InvalidProblem, ProblemTooBig
 from hexcity.fulfillment.lastmile import Courier, LastMilePlan, LastMilePlanner
 from hexcity.fulfillment.service import MAX_DELIVERY_AT_S, AllocationService, OrderView, VrpService
@@ -121,7 +121,12 @@ class OrderBody(BaseModel):
     lines: list[LineBody] = Field(min_length=1, max_length=1_000)
     destination: Point
     sla: str = Field(min_length=1, max_length=16)
-    placed_at_s: int = Field(default=0, ge=0, lt=86_400)
+    placed_at_s: int | None = Field(
+        default=None,
+        ge=0,
+        lt=86_400,
+        description="seconds of the order's day; default: now on the platform clock",
+    )
     customer_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
@@ -241,7 +246,7 @@ def build_fulfillment_router(api: FulfillmentApi) -> APIRouter:
         principal: Annotated[Principal, Depends(require("fulfillment:write"))],
     ) -> Response:
         svc = _allocation(api)
-        order = Order.create(
+        order = svc.new_order(
             body.id,
             [(line.sku, line.qty) for line in body.lines],
             LatLng(body.destination.lat, body.destination.lng),

@@ -38,6 +38,9 @@ PROBLEM = {
 }
 
 
+CLOCK_S = 1_767_600_000.0  # 2026-01-05T08:00:00Z: an order without placed_at_s is placed at 28,800 s
+
+
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = FulfillmentSettings(vrp_max_time_limit_s=5)
@@ -46,7 +49,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     store.create_schema()
     api = FulfillmentApi(
         VrpService(settings, PyVrpSolver(), road),
-        AllocationService(store, road),
+        AllocationService(store, road, clock=lambda: CLOCK_S),
         LastMilePlanner(road, PyVrpSolver()),
         max_body_bytes=50_000,
     )
@@ -118,7 +121,7 @@ def test_order_placed_through_the_api_is_allocated_and_explained(client: TestCli
          "earlier_stops": []}
     ]  # fmt: skip
     assert explained["delivery"] == {
-        "status": "allocated", "parcels": 1, "parcels_delivered": 0, "deadline_s": 7200,
+        "status": "allocated", "parcels": 1, "parcels_delivered": 0, "deadline_s": 28_800 + 7200,
         "delivered_at_s": None, "on_time": None,
     }  # fmt: skip
     assert [h["status"] for h in explained["history"]] == ["allocated"]
