@@ -98,8 +98,8 @@ def test_ride_status_and_refund_events_reach_the_next_answer(tmp_path: Path) -> 
         seen.refund.append(service.answer("where is my refund?", ALICE_VIEW).answer)
 
     run_with_bus(service, scenario)
-    assert f"Trip {TRIP_A}: in_trip, fare 18.40 EUR" in seen.before
-    assert f"Trip {TRIP_A}: completed, fare 18.40 EUR" in seen.after
+    assert f"Trip {TRIP_A}: in_trip, fare 18.40 EUR (surge 1.35x), driven by {D}" in seen.before
+    assert f"Trip {TRIP_A}: completed, fare 18.40 EUR (surge 1.35x), driven by {D}" in seen.after
     answer = seen.refund[0]
     assert f"Refund {seen.refund_id}: succeeded, amount 5.00 EUR" in answer.facts
     assert f"refund:{seen.refund_id}" in answer.records

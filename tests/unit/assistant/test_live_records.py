@@ -265,8 +265,9 @@ def check_answers(world: World) -> None:
     reached = set(result.answer.records)
     assert {f"trip:{TRIP_A}", f"driver:{D}", f"payment:{RIDE_A}", f"refund:{world.refund_id}"} <= reached
     assert f"trip:{TRIP_B}" not in reached and f"payment:{RIDE_B}" not in reached
-    assert f"Trip {TRIP_A}: completed, fare 18.40 EUR" in result.answer.facts
-    assert f"Payment {RIDE_A}: partially_refunded, amount 18.40 EUR" in result.answer.facts
+    # the answer names who drove (the question's first half) and what the payment was for
+    assert f"Trip {TRIP_A}: completed, fare 18.40 EUR (surge 1.35x), driven by {D}" in result.answer.facts
+    assert f"Payment {RIDE_A}: partially_refunded, amount 18.40 EUR, for trip {TRIP_A}" in result.answer.facts
     assert f"Refund {world.refund_id}: succeeded, amount 5.00 EUR" in result.answer.facts
     assert TRIP_B not in result.answer.text and "22.10" not in result.answer.text
     bob = service.answer("who drove my trip and what did I pay?", BOB_VIEW).answer

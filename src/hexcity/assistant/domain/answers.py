@@ -135,9 +135,17 @@ def describe_record(node: Node) -> str:
             text += f"; split because {attrs['split_reason']}"
         return text
     if node.kind == "Trip":
-        return f"Trip {node.name}: {attrs.get('status', 'unknown')}" + _suffix(attrs, "fare", "")
+        text = f"Trip {node.name}: {attrs.get('status', 'unknown')}" + _suffix(attrs, "fare", "")
+        if attrs.get("surge") and attrs["surge"] not in ("1x", "1.0x"):
+            text += f" (surge {attrs['surge']})"
+        if attrs.get("driver"):
+            text += f", driven by {attrs['driver']}"
+        return text
     if node.kind == "Payment":
-        return f"Payment {node.name}: {attrs.get('status', 'unknown')}" + _suffix(attrs, "amount", "")
+        text = f"Payment {node.name}: {attrs.get('status', 'unknown')}" + _suffix(attrs, "amount", "")
+        if attrs.get("paid_for"):
+            text += f", for {attrs['paid_for']}"
+        return text
     if node.kind == "Refund":
         return f"Refund {node.name}: {attrs.get('status', 'unknown')}" + _suffix(attrs, "amount", "")
     return ""

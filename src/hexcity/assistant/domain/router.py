@@ -14,7 +14,7 @@ from hexcity.assistant.domain.text import normalize
 PLAIN, GRAPH = "plain", "graph"
 _AGGREGATE = re.compile(r"\b(which|all|list|every|overview|summar\w*|what kinds?)\b")
 _PERSONAL = re.compile(
-    r"\bmy (orders?|rides?|trips?|refunds?|payments?|parcels?|shipments?|packages?|deliver\w*)\b"
+    r"\bmy (?:\w+ )?(orders?|rides?|trips?|refunds?|payments?|parcels?|shipments?|packages?|deliver\w*)\b"
 )
 RECORD_ID = re.compile(r"\b(?:ORD|SHP|TRP|PAY|RFD)-[A-Z0-9]{1,20}\b", re.IGNORECASE)
 
