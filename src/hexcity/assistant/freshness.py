@@ -94,8 +94,8 @@ def change_handler(service: AssistantService) -> Handler:
     async def handle(delivery: Delivery) -> None:
         event = delivery.event
         applied = apply_event(service, event)
-        if applied:
-            log.info(
+        if applied:  # one per platform event: debug (the demo's console would scroll with them)
+            log.debug(
                 "assistant.change_applied",
                 topic=event.topic,
                 op=event.payload.get("op"),
