@@ -69,7 +69,8 @@ class CityParams:
     max_trip_m: float = 8000.0
     min_trip_m: float = 500.0
     max_active_riders: int = 60  # requests beyond this many in flight are skipped (and counted)
-    rider_timeout_s: float = 600.0  # wall seconds a rider follows a trip
+    rider_timeout_s: float = 600.0  # wall seconds a rider follows a trip (wall clock)
+    rider_timeout_virtual_s: float = 7200.0  # simulated seconds a rider follows a trip (virtual clock)
 
     def __post_init__(self) -> None:
         if not 100 <= self.radius_m <= 50_000:
@@ -321,10 +322,12 @@ class CitySim:
             return RiderResult(request.rider_id, error="snap failed")
         self.stats.requests_sent += 1
         token = self.tokens("rider", request.rider_id)
+        p = self.params
+        patience_s = p.rider_timeout_virtual_s if self.clock.virtual else p.rider_timeout_s
         try:
             result = await ride(
                 self._http, request.rider_id, token, pickup, dropoff,
-                timeout_s=self.params.rider_timeout_s,
+                timeout_s=patience_s,
                 poll_s=5.0 if self.clock.virtual else 0.25,
                 clock=self.clock,
                 on_trip=lambda trip_id: self._on_trip(trip_id, request.rider_id),
