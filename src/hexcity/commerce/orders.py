@@ -15,13 +15,12 @@ after ``platform.advance`` every "order received" is in SQL.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from typing import Any
 
 from hexcity.commerce.adapters.store_sql import SqlCommerceStore
 from hexcity.commerce.domain.catalog import Order, OrderStatus
-from hexcity.infra.bus import Delivery, EventBus, RetryPolicy, Subscription
+from hexcity.infra.bus import Delivery, EventBus, LagSource, RetryPolicy, Subscription, read_lag
 from hexcity.infra.logging import get_logger
 from hexcity.kernel.events import Event
 
@@ -157,13 +156,9 @@ class OrderWriter:
 
     async def _backlog(self) -> int:
         """Order events the writer's group has not finished (0 if the bus cannot tell)."""
-        lag = getattr(self._bus, "lag", None)
-        if lag is None:
+        if not isinstance(self._bus, LagSource):
             return 0
-        value = lag(ORDERS_TOPIC, WRITER_GROUP)
-        if inspect.isawaitable(value):
-            value = await value
-        return int(value)
+        return await read_lag(self._bus, ORDERS_TOPIC, WRITER_GROUP)
 
     def _flush_now(self) -> None:
         if self._timer is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from tests.integration.bus.conftest import FAST_RETRY, new_topic, open_bus, wait_until
 
-from hexcity.infra.bus import Delivery
+from hexcity.infra.bus import Delivery, read_lag
 from hexcity.infra.bus.lag import LagMonitor
 from hexcity.kernel.events import Event
 
@@ -21,8 +20,7 @@ N = 7
 
 
 async def lag_of(bus: Any, topic: str, group: str) -> int:
-    result = bus.lag(topic, group)
-    return int(await result) if inspect.isawaitable(result) else int(result)
+    return await read_lag(bus, topic, group)
 
 
 async def eventually(read: Callable[[], Awaitable[int]], want: int, timeout_s: float = 20.0) -> None:

@@ -4,6 +4,7 @@ The broker adapters (``nats_jetstream``, ``redis_streams``) are imported from th
 that importing the port does not import the broker clients.
 """
 
+from hexcity.infra.bus.lag import LagSource, read_lag
 from hexcity.infra.bus.memory import BusFullError, InProcessBus
 from hexcity.infra.bus.port import (
     BusClosedError,
@@ -23,8 +24,10 @@ __all__ = [
     "EventBus",
     "Handler",
     "InProcessBus",
+    "LagSource",
     "RetryPolicy",
     "Subscription",
     "dead_letter",
     "dlq_topic",
+    "read_lag",
 ]

@@ -33,6 +33,14 @@ class LagSource(Protocol):
         """Events of ``topic`` not yet acked by ``group`` (an int, or an awaitable of one)."""
 
 
+async def read_lag(bus: LagSource, topic: str, group: str) -> int:
+    """``bus.lag(topic, group)``, awaited when the adapter answers with a coroutine."""
+    result = bus.lag(topic, group)
+    if inspect.isawaitable(result):
+        result = await result
+    return int(result)
+
+
 @dataclass(frozen=True, slots=True)
 class LagMetricFamilies:
     """The per-registry lag families, labelled by ``topic`` and ``group``."""
@@ -88,7 +96,7 @@ class LagMonitor:
         async with self._refreshing:
             for topic, group in self.pairs:
                 try:
-                    value = await asyncio.wait_for(self._read(topic, group), self.timeout_s)
+                    value = await asyncio.wait_for(read_lag(self.bus, topic, group), self.timeout_s)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -96,12 +104,6 @@ class LagMonitor:
                     log.warning("bus.lag_failed", topic=topic, group=group, error=repr(exc))
                     continue
                 self._families.lag.labels(topic=topic, group=group).set(value)
-
-    async def _read(self, topic: str, group: str) -> float:
-        result = self.bus.lag(topic, group)
-        if inspect.isawaitable(result):
-            result = await result
-        return float(result)
 
     async def start(self) -> None:
         """Refresh once now, then every ``interval_s`` in a background task (idempotent)."""
