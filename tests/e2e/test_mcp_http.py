@@ -7,7 +7,6 @@ named in tool definitions and results."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager
@@ -19,7 +18,6 @@ import anyio
 import httpx
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -28,7 +26,7 @@ from hexcity.assistant.http import build_assistant_router
 from hexcity.infra.auth import AuthSettings, Role, TokenService, generate_api_key
 from hexcity.platform import ModuleRuntime
 from hexcity.routing import Limits, RoutingService
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import serve_in_thread
 from tests.unit.assistant.conftest import build_service
 from tests.unit.assistant.test_support_actions import (
     DROPOFF,
@@ -74,20 +72,8 @@ def served(
         yield
 
     app = create_app(RoutingService(Limits()), AUTH, None, [ModuleRuntime("assistant", [router], lifespan)])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="mcp-e2e-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield Served(f"http://127.0.0.1:{port}/assistant/v1/mcp", platform)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with serve_in_thread(app, "mcp-e2e-uvicorn") as base:
+        yield Served(f"{base}/assistant/v1/mcp", platform)
         platform.engine.dispose()
 
 

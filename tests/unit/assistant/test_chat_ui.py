@@ -7,20 +7,17 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.testclient import TestClient
 from tests.conftest import require_service
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import serve_in_thread
 from tests.unit.assistant.conftest import build_service
 from tests.unit.assistant.test_http import client, headers  # noqa: F401 - fixture
 from tests.unit.assistant.test_support_actions import (
@@ -181,20 +178,10 @@ def chat_server(
 
     app.mount("/web/static", StaticFiles(directory=STATIC), name="static")
     install_auth(app, settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="chat-ui-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
     try:
-        yield {"base": f"http://127.0.0.1:{port}", "platform": platform, "work": work}
+        with serve_in_thread(app, "chat-ui-uvicorn") as base:
+            yield {"base": base, "platform": platform, "work": work}
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
         platform.engine.dispose()
 
 
