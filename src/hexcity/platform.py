@@ -286,11 +286,8 @@ class Platform:
                 job.runs += 1
         return ran
 
-    async def quiesce(self) -> int:
-        """Drain until a full round does no work; returns the rounds it took (manual clock or not)."""
-        return await self._quiesce()
-
     async def _quiesce(self) -> int:
+        """Drain until a full round does no work; returns the rounds it took."""
         for round_no in range(1, MAX_QUIESCE_ROUNDS + 1):
             work = 0
             if self.relay is not None:

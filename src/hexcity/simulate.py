@@ -335,6 +335,15 @@ def _account_ids(sim: CitySim, shop: ShopSim, flash: FlashSale | None, currencie
     return ids
 
 
+def _progress() -> Progress:
+    """The run's progress bar (simulated seconds done of the total, wall time elapsed)."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} sim s"), TimeElapsedColumn(),
+        console=console, transient=True,
+    )  # fmt: skip
+
+
 class _Run:
     def __init__(
         self,
@@ -433,11 +442,7 @@ class _Run:
             if r.status_code != 200:
                 raise HexcityError(f"clock advance {r.status_code}: {r.text[:300]}")
 
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(),
-            TextColumn("{task.completed:.0f}/{task.total:.0f} sim s"), TimeElapsedColumn(),
-            console=console, transient=True,
-        ) as progress:  # fmt: skip
+        with _progress() as progress:
             bar = progress.add_task("simulating (virtual time)", total=total_s)
 
             def on_tick(now: float) -> None:
@@ -463,11 +468,7 @@ class _Run:
 
     async def _wall(self, start: float, total_s: float) -> None:
         """Sped-up wall time: the actors run on their own; show progress until the end."""
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(),
-            TextColumn("{task.completed:.0f}/{task.total:.0f} sim s"), TimeElapsedColumn(),
-            console=console, transient=True,
-        ) as progress:  # fmt: skip
+        with _progress() as progress:
             bar = progress.add_task("simulating", total=total_s)
             while (elapsed := self.clock.now() - start) < total_s:
                 progress.update(bar, completed=elapsed, description=self._status(elapsed))

@@ -252,18 +252,18 @@ class DriverBot:
         because a push socket delivers at a wall-clock moment)."""
         every_s = float(self.config.offer_poll_s or 2.0)
         while not stop.is_set():
-            if self.trip_id is not None:  # on a trip: no offer is taken (the platform knows it)
-                await self.clock.sleep(every_s)
-                continue
-            try:
-                r = await self.http.get(f"/dispatch/v1/drivers/{self.driver_id}/offers", headers=self.headers)
-                r.raise_for_status()
-                body = r.json()
-                for offer in body["offers"] if isinstance(body, dict) else body:
-                    await self._on_offer(offer)
-            except (OSError, TimeoutError, httpx.HTTPError, KeyError, ValueError) as exc:
-                self._error(f"offers: {type(exc).__name__}")
+            if self.trip_id is None:  # on a trip no offer is taken (the platform knows it)
+                try:
+                    await self._poll_offers()
+                except (OSError, TimeoutError, httpx.HTTPError, KeyError, ValueError) as exc:
+                    self._error(f"offers: {type(exc).__name__}")
             await self.clock.sleep(every_s)
+
+    async def _poll_offers(self) -> None:
+        r = await self.http.get(f"/dispatch/v1/drivers/{self.driver_id}/offers", headers=self.headers)
+        r.raise_for_status()
+        for offer in r.json()["offers"]:
+            await self._on_offer(offer)
 
     async def _push_loop(self, stop: asyncio.Event) -> None:
         base = self.config.api_url.replace("http://", "ws://").replace("https://", "wss://")
