@@ -105,3 +105,19 @@ def test_db_upgrade_migrates_sqlite_and_is_idempotent(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["db", "upgrade", "--url", url, "--revision", "9999"])
     assert bad.exit_code == 2
     assert "MigrationFailed" in bad.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--clock", "sundial"], "--clock must be virtual or wall"),
+        (["--minutes", "0"], "--minutes"),
+        (["--speed", "1000"], "--speed"),
+    ],
+)
+def test_simulate_refuses_bad_options_before_running(tmp_path: Path, args: list[str], message: str) -> None:
+    report = tmp_path / "never.json"
+    result = runner.invoke(app, ["simulate", *args, "--report", str(report)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not report.exists()
